@@ -1,0 +1,3 @@
+from safesetting.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""Shared CLI plumbing: the context object, JSON output and the single error mapping."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from safesetting.errors import SafeSettingError, envelope_for
+from safesetting.home import Home
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Context:
+    """What every command receives: the resolved home."""
+
+    home: Home
+
+    @classmethod
+    def for_home(cls, home: str | None) -> Context:
+        return cls(Home.resolve(home))
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on stdout, nothing else."""
+    click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(f)
+
+
+def handle_errors(f: F) -> F:
+    """Turn ``SafeSettingError`` (and anything unexpected) into ``Error: …`` and an exit code.
+
+    With ``--json`` the same envelope the server returns goes to stdout as well. Never a
+    traceback: unexpected errors print an incident id only.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+            incident = None if isinstance(exc, SafeSettingError) else uuid.uuid4().hex[:12]
+            envelope, code, _status = envelope_for(exc, incident)
+            if kwargs.get("as_json"):
+                print_json(envelope.to_json())
+            click.echo(f"Error: {envelope.message}", err=True)
+            for reason in envelope.reasons:
+                click.echo(f"  - {reason.code}: {reason.message}", err=True)
+            sys.exit(code)
+
+    return wrapper  # type: ignore[return-value]

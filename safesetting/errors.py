@@ -1,0 +1,131 @@
+"""One error hierarchy, one mapping to exit codes and HTTP statuses (CLI and server share it).
+
+A policy denial is a value (``policies.Decision``), not an exception: these errors mean
+"cannot proceed". Messages must never carry a row-level value, a true aggregate or an
+identifier from the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A stable reason code with a plain-English message."""
+
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class SafeSettingError(Exception):
+    """Base class: anything that stops a request. Maps to exit 1 / HTTP 500 unless refined."""
+
+    exit_code = 1
+    http_status = 500
+    kind = "internal"
+
+    def __init__(self, message: str, reasons: list[Reason] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reasons: list[Reason] = list(reasons or [])
+
+
+class UsageError(SafeSettingError):
+    """Unusable input: bad SQL, bad arguments, a malformed policy file."""
+
+    exit_code = 2
+    http_status = 422
+    kind = "bad_input"
+
+
+class AuthenticationError(SafeSettingError):
+    """No token, an unknown token, a revoked or expired one."""
+
+    exit_code = 3
+    http_status = 401
+    kind = "unauthenticated"
+
+
+class PermissionDeniedError(SafeSettingError):
+    """The caller's role does not allow this."""
+
+    exit_code = 3
+    http_status = 403
+    kind = "forbidden"
+
+
+class PolicyDeniedError(SafeSettingError):
+    """The policy refused the request; ``reasons`` says why."""
+
+    exit_code = 3
+    http_status = 403
+    kind = "denied"
+
+
+class BudgetExhaustedError(PolicyDeniedError):
+    """The project or dataset-wide privacy budget cannot pay for this request."""
+
+    http_status = 409
+    kind = "budget_exhausted"
+
+
+class NotFoundError(UsageError):
+    """A named thing (project, researcher, query, entry) does not exist."""
+
+    http_status = 404
+    kind = "not_found"
+
+
+class StateError(SafeSettingError):
+    """The home is missing something it needs (no data generated yet, say)."""
+
+    exit_code = 2
+    http_status = 409
+    kind = "state"
+
+
+class IntegrityError(SafeSettingError):
+    """Stored state failed verification (a tampered audit log, say)."""
+
+    exit_code = 3
+    http_status = 500
+    kind = "integrity"
+
+
+@dataclass
+class ErrorEnvelope:
+    """The single JSON shape for every error, on the CLI's --json and over HTTP."""
+
+    kind: str
+    message: str
+    reasons: list[Reason] = field(default_factory=list)
+    incident: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {
+            "error": {"kind": self.kind, "message": self.message},
+            "reasons": [r.to_json() for r in self.reasons],
+        }
+        if self.incident:
+            body["incident"] = self.incident
+        return body
+
+
+def envelope_for(exc: BaseException, incident: str | None = None) -> tuple[ErrorEnvelope, int, int]:
+    """Return (envelope, exit code, HTTP status) for any exception.
+
+    Unknown exceptions become a generic internal error whose message names only the incident:
+    their text could hold anything, so it stays in the server log.
+
+    >>> env, code, status = envelope_for(UsageError("bad flag"))
+    >>> (env.kind, code, status)
+    ('bad_input', 2, 422)
+    """
+    if isinstance(exc, SafeSettingError):
+        return ErrorEnvelope(exc.kind, exc.message, exc.reasons), exc.exit_code, exc.http_status
+    message = "internal error" + (f" (incident {incident})" if incident else "")
+    return ErrorEnvelope("internal", message, [], incident), 1, 500

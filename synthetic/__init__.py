@@ -1,0 +1,3 @@
+"""Synthetic, NPD-shaped pupil records: the schema declared once, the generator, the loader."""
+
+GENERATOR_VERSION = "1"
