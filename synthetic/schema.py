@@ -268,7 +268,8 @@ LOCAL_AUTHORITIES = Table(
     "The 153 English local authorities (public reference data)",
     (
         Column("la_code", "VARCHAR", "3-digit DfE LA code", "LA", domain=codes.LA_CODES),
-        Column("la_name", "VARCHAR", "LA name", "LA_NAME"),
+        Column("la_name", "VARCHAR", "LA name", "LA_NAME",
+               domain=tuple(sorted(n for n, _r in codes.LOCAL_AUTHORITIES.values()))),
         Column("region", "VARCHAR", "Government office region", "Region",
                domain=codes.REGION_NAMES),
     ),

@@ -1,0 +1,208 @@
+"""``QueryPlan`` → bounded SQL that the sandbox runs. Never the researcher's text.
+
+The SQL applies the opt-out anti-join and the retention filter, truncates each pupil to the
+contribution bound unless a database constraint already guarantees it, clamps every
+aggregate argument to its catalogue bounds and, for sums, counts in integer units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from safesetting.engine.plan import QueryPlan
+from synthetic.schema import TABLES, Table
+
+OPTOUT_TABLE = "__optout"  # pupil_ids of opted-out pupils, inside the sandbox only
+DEFAULT_MAX_ROWS_PER_PUPIL = 20
+
+
+@dataclass(frozen=True)
+class Bound:
+    """How many rows one pupil can contribute after joins and filters, and why."""
+
+    rows: int  # the bound the noise is calibrated to
+    natural: int  # what the database constraints guarantee
+    truncate: bool  # whether the SQL must enforce ``rows`` itself
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    sql: str
+    bound: Bound
+    key_count: int
+    agg_columns: tuple[tuple[int, str], ...]  # (aggregate index, part: value|count)
+
+
+def per_year_rows(table: Table) -> int:
+    """Rows per pupil per academic year that the primary key allows."""
+    extra = [c for c in table.primary_key if c not in ("pupil_id", "academic_year")]
+    n = 1
+    for name in extra:
+        domain = table.column(name).domain
+        n *= len(domain) if domain else 1
+    return min(n, table.max_rows_per_pupil or n)
+
+
+def contribution_bound(plan: QueryPlan, cap: int = DEFAULT_MAX_ROWS_PER_PUPIL) -> Bound:
+    """The most rows one pupil can put into the query, from declared, enforced constraints.
+
+    >>> from safesetting.engine.parse import parse_query
+    >>> contribution_bound(parse_query("SELECT COUNT(*) FROM ks2")).rows
+    1
+    >>> b = contribution_bound(parse_query("SELECT COUNT(*) FROM exclusions"))
+    >>> (b.natural, b.rows, b.truncate)
+    (120, 20, True)
+    """
+    private = [TABLES[t] for t in plan.tables if TABLES[t].private]
+    pinned = set(plan.pinned_years)
+    year_linked = _year_linked(plan)
+    if pinned & year_linked:
+        pinned |= year_linked
+    totals, per_year = [], []
+    for table in private:
+        total = table.max_rows_per_pupil or 1
+        yearly = per_year_rows(table) if "academic_year" in table.primary_key else total
+        totals.append(yearly if table.name in pinned else total)
+        per_year.append(yearly)
+    natural = math.prod(totals)
+    if year_linked and year_linked == {t.name for t in private if "academic_year" in t.primary_key}:
+        years = 1 if pinned & year_linked else max(t.max_rows_per_pupil or 1 for t in private)
+        years = min(years, len(TABLES["census"].column("academic_year").domain or ()))
+        natural = min(natural, years * math.prod(per_year))
+    natural = max(natural, 1)
+    if natural <= cap:
+        return Bound(natural, natural, False)
+    return Bound(cap, natural, True)
+
+
+def _year_linked(plan: QueryPlan) -> set[str]:
+    linked: set[str] = set()
+    for join in plan.joins:
+        for a, b in join.on:
+            if a.column == "academic_year" and TABLES[a.table].private and TABLES[b.table].private:
+                linked |= {a.table, b.table}
+    return linked
+
+
+def compile_plan(
+    plan: QueryPlan,
+    *,
+    min_year: int | None = None,
+    salt: str = "",
+    cap: int = DEFAULT_MAX_ROWS_PER_PUPIL,
+) -> CompiledQuery:
+    """Emit the bounded SQL for ``plan`` (DuckDB dialect)."""
+    bound = contribution_bound(plan, cap)
+    pid = exp.column("pupil_id", table=plan.base.name, quoted=True)
+
+    inner_cols: dict[str, exp.Expression] = {}
+
+    def inner(e: exp.Expression) -> exp.Expression:
+        """Rewrite qualified columns to the inner query's flat names."""
+
+        def swap(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Column):
+                name = f"{node.table}__{node.name}"
+                inner_cols[name] = exp.column(node.name, table=node.table, quoted=True)
+                return exp.column(name, quoted=True)
+            return node
+
+        return e.copy().transform(swap)
+
+    keys = [inner(exp.column(k.column.column, table=k.column.table)) for k in plan.keys]
+    outer: list[exp.Expression] = list(keys)
+    parts: list[tuple[int, str]] = []
+    for i, agg in enumerate(plan.aggregates):
+        arg = inner(agg.arg) if agg.arg is not None else None
+        if agg.func == "count":
+            outer.append(exp.Count(this=arg if arg is not None else exp.Star()))
+            parts.append((i, "value"))
+        elif agg.func == "count_distinct":
+            outer.append(exp.Count(this=exp.Distinct(expressions=[arg])))
+            parts.append((i, "value"))
+        elif agg.func in ("sum", "avg"):
+            units = _units(arg, agg.lower, agg.upper, agg.resolution)
+            outer.append(exp.Sum(this=units))
+            parts.append((i, "value"))
+            if agg.func == "avg":
+                outer.append(exp.Count(this=arg))
+                parts.append((i, "count"))
+        else:  # quantile: the clamped values themselves, scored by OpenDP outside SQL
+            outer.append(exp.func("list", _clamp(arg, agg.lower, agg.upper)))
+            parts.append((i, "values"))
+
+    conditions: list[exp.Expression] = []
+    if plan.where is not None:
+        conditions.append(exp.Paren(this=plan.where.copy()))
+    conditions.append(
+        exp.Not(
+            this=exp.In(
+                this=pid.copy(),
+                query=exp.Subquery(this=exp.select("pupil_id").from_(OPTOUT_TABLE)),
+            )
+        )
+    )
+    if min_year is not None:
+        for name in plan.tables:
+            if TABLES[name].private and "academic_year" in TABLES[name].column_names:
+                year = exp.column("academic_year", table=name, quoted=True)
+                conditions.append(exp.GTE(this=year, expression=exp.Literal.number(min_year)))
+
+    select_inner: list[exp.Expression] = [exp.alias_(pid.copy(), "__pid", quoted=True)]
+    select_inner += [exp.alias_(col, name, quoted=True) for name, col in inner_cols.items()]
+    from_ = exp.table_(plan.base.name, quoted=True)
+    query = exp.select(*select_inner).from_(from_)
+    for join in plan.joins:
+        on = exp.and_(*[exp.EQ(this=_q(a), expression=_q(b)) for a, b in join.on])
+        query = query.join(exp.table_(join.table.name, quoted=True), on=on, join_type="inner")
+    query = query.where(exp.and_(*conditions))
+    if bound.truncate:
+        order = exp.func(
+            "hash",
+            exp.column("__pid", quoted=True),
+            *[exp.column(n, quoted=True) for n in inner_cols],
+            exp.Literal.string(salt),
+        )
+        rn = exp.Window(
+            this=exp.RowNumber(),
+            partition_by=[exp.column("__pid", quoted=True)],
+            order=exp.Order(expressions=[exp.Ordered(this=order)]),
+        )
+        numbered = exp.select("*", exp.alias_(rn, "__rn", quoted=True)).from_(
+            query.subquery("__rows")
+        )
+        query = (
+            exp.select("*")
+            .from_(numbered.subquery("__numbered"))
+            .where(
+                exp.LTE(
+                    this=exp.column("__rn", quoted=True), expression=exp.Literal.number(bound.rows)
+                )
+            )
+        )
+    final = exp.select(*outer).from_(query.subquery("__bounded"))
+    if keys:
+        final = final.group_by(*[k.copy() for k in keys])
+    return CompiledQuery(final.sql(dialect="duckdb"), bound, len(keys), tuple(parts))
+
+
+def _q(ref) -> exp.Column:  # noqa: ANN001 - ColumnRef
+    return exp.column(ref.column, table=ref.table, quoted=True)
+
+
+def _clamp(arg: exp.Expression, lower: float, upper: float) -> exp.Expression:
+    return exp.func("least", exp.func("greatest", arg, _lit(lower)), _lit(upper))
+
+
+def _units(arg: exp.Expression, lower: float, upper: float, resolution: float) -> exp.Expression:
+    scaled = _clamp(arg, lower, upper)
+    if resolution != 1.0:
+        scaled = exp.Div(this=scaled, expression=_lit(resolution))
+    return exp.Cast(this=exp.func("round", scaled), to=exp.DataType.build("BIGINT"))
+
+
+def _lit(v: float) -> exp.Literal:
+    return exp.Literal.number(int(v) if float(v).is_integer() else v)

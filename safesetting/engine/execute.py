@@ -1,0 +1,100 @@
+"""The sandbox: an in-memory DuckDB copy of the tables a query needs, hardened and locked.
+
+DuckDB allow-lists its own database file even on a locked connection (``read_blob`` of the
+file would return it), so the sandbox never keeps the file attached: it copies the tables
+into ``:memory:``, detaches, then disables external access and locks the configuration.
+Re-emitted SQL is the first line of defence; the sandbox is the second.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import duckdb
+
+from safesetting.engine.compile import OPTOUT_TABLE
+from safesetting.errors import SafeSettingError, StateError, UsageError
+from synthetic.schema import TABLES
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_MEMORY_LIMIT = "2GB"
+
+
+class QueryTimeoutError(UsageError):
+    """The bounded query ran past the time limit (it was interrupted; nothing was released)."""
+
+
+class Sandbox:
+    """A locked, in-memory DuckDB holding copies of some tables of ``npd.duckdb``."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        tables: Iterable[str],
+        optout_upns: Sequence[str] = (),
+        *,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        threads: int = 2,
+    ) -> None:
+        if not db_path.exists():
+            raise StateError(f"no data in {db_path.parent}: run `safesetting data generate` first")
+        self.tables = frozenset(tables)
+        unknown = self.tables - set(TABLES)
+        if unknown:
+            raise ValueError(f"not declared tables: {sorted(unknown)}")
+        self.con = duckdb.connect(
+            ":memory:",
+            config={
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "allow_community_extensions": False,
+                "python_enable_replacements": False,
+                "memory_limit": memory_limit,
+                "threads": threads,
+            },
+        )
+        self._load(db_path, optout_upns)
+        self._lock()
+
+    def _load(self, db_path: Path, optout_upns: Sequence[str]) -> None:
+        con = self.con
+        con.execute("SET temp_directory = ''")
+        con.execute("ATTACH ? AS src (READ_ONLY)", [str(db_path)])
+        for name in sorted(self.tables):
+            # Identifiers come from the schema declaration, never from the researcher.
+            con.execute(f'CREATE TABLE main."{name}" AS SELECT * FROM src."{name}"')  # noqa: S608
+        con.execute(f"CREATE TABLE {OPTOUT_TABLE} (pupil_id BIGINT)")
+        if optout_upns:
+            con.execute(
+                f"INSERT INTO {OPTOUT_TABLE} SELECT pupil_id FROM src.pupils "  # noqa: S608
+                "WHERE upn IN (SELECT unnest(?::VARCHAR[]))",
+                [list(optout_upns)],
+            )
+        con.execute("DETACH src")
+
+    def _lock(self) -> None:
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
+
+    def run(self, sql: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[tuple]:
+        """Run compiled SQL with a time limit; the rows stay inside the engine."""
+        cur = self.con.cursor()
+        timer = threading.Timer(timeout_s, cur.interrupt)
+        timer.start()
+        try:
+            return cur.execute(sql).fetchall()
+        except duckdb.InterruptException:
+            raise QueryTimeoutError(f"the query ran longer than {timeout_s:g} s") from None
+        except duckdb.Error as exc:
+            # The message could quote data; keep only the error class.
+            raise SafeSettingError(
+                f"the engine could not run the query ({type(exc).__name__})"
+            ) from None
+        finally:
+            timer.cancel()
+            cur.close()
+
+    def close(self) -> None:
+        self.con.close()

@@ -1,0 +1,262 @@
+"""Differentially private release with OpenDP, and the output rules as post-processing.
+
+Every released number comes from an OpenDP measurement calibrated (by binary search) so that
+its privacy map at the query's contribution bound is at most its share of ε; the shares sum
+to at most the ε charged. Counts and sums use the discrete Laplace mechanism on the vector of
+all groups at once (the groups are disjoint, so one pupil moves the vector by at most the
+bound in L1); real values are counted in integer units, so no floating-point noise is used.
+Medians and quantiles use OpenDP's exponential-mechanism quantile over catalogue candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import opendp.prelude as dp
+
+from safesetting.engine.compile import CompiledQuery
+from safesetting.engine.plan import Aggregate, QueryPlan
+
+dp.enable_features("contrib")
+
+ALPHA = 0.05  # error bounds are 95 % half-widths
+MICRO = 1_000_000
+MAX_QUANTILE_CANDIDATES = 201
+
+_COUNT_SPACE = (dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64"))
+
+
+def mechanism_count(plan: QueryPlan) -> int:
+    """How many OpenDP measurements the query needs (AVG needs two: a sum and a count)."""
+    return sum(2 if a.func == "avg" else 1 for a in plan.aggregates)
+
+
+def epsilon_share(plan: QueryPlan, epsilon_micro: int) -> float:
+    """Each measurement's ε: an equal split, rounded down to whole micro-ε so shares never
+    add up to more than the ε charged."""
+    return (epsilon_micro // mechanism_count(plan)) / MICRO
+
+
+@lru_cache(maxsize=4096)
+def _laplace_scale(d_in: int, epsilon: float) -> float:
+    return float(
+        dp.binary_search_param(
+            lambda s: dp.m.make_laplace(*_COUNT_SPACE, scale=s), d_in=d_in, d_out=epsilon
+        )
+    )
+
+
+def _laplace(values: np.ndarray, d_in: int, epsilon: float) -> tuple[np.ndarray, float, float]:
+    """Noisy integer vector, its 95 % half-width and the scale."""
+    scale = _laplace_scale(d_in, epsilon)
+    meas = dp.m.make_laplace(*_COUNT_SPACE, scale=scale)
+    assert meas.map(d_in) <= epsilon  # the calibration guarantee, checked on every release
+    noisy = np.asarray(meas(values.astype(np.int64)), dtype=np.int64)
+    return noisy, float(dp.discrete_laplacian_scale_to_accuracy(scale, ALPHA)), scale
+
+
+def _sensitivity(agg: Aggregate, bound: int, n_groups: int) -> int:
+    """The most one pupil can move this aggregate's group vector, in L1 (integer units)."""
+    if agg.func == "count_distinct":
+        return max(1, min(bound, n_groups))
+    if agg.func == "count":
+        return bound
+    units = max(abs(agg.lower), abs(agg.upper)) / agg.resolution
+    return bound * max(1, math.ceil(units))
+
+
+def _candidates(agg: Aggregate) -> list[float]:
+    lo, hi = agg.lower, agg.upper
+    step = max(agg.resolution, 1.0) if agg.resolution >= 1 else 0.5
+    n = int((hi - lo) / step) + 1
+    if n > MAX_QUANTILE_CANDIDATES:
+        return [float(x) for x in np.linspace(lo, hi, MAX_QUANTILE_CANDIDATES)]
+    return [lo + i * step for i in range(n)]
+
+
+@lru_cache(maxsize=1024)
+def _quantile_meas(cands: tuple[float, ...], q: float, d_in: int, epsilon: float):  # noqa: ANN202
+    dom = dp.vector_domain(dp.atom_domain(T=float, nan=False))
+    met = dp.symmetric_distance()
+
+    def make(s: float):  # noqa: ANN202
+        return dp.m.make_private_quantile(
+            dom, met, dp.max_divergence(), candidates=list(cands), alpha=q, scale=s
+        )
+
+    scale = dp.binary_search_param(make, d_in=d_in, d_out=epsilon)
+    return make(scale), float(scale)
+
+
+@dataclass(frozen=True)
+class Released:
+    """What leaves the engine: labelled noisy rows and their 95 % half-widths."""
+
+    columns: list[str]
+    rows: list[list[object]]
+    errors: list[list[float | None]]
+    suppressed: int
+    bound: int
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a dry run reports: cost and each aggregate's error, without touching data."""
+
+    label: str
+    mechanism: str
+    scale: float
+    half_width: float | None  # None where the error depends on the group size (AVG)
+
+
+def expected_errors(plan: QueryPlan, compiled: CompiledQuery, epsilon_micro: int) -> list[Expected]:
+    """Per-aggregate error at this ε and contribution bound (data-independent)."""
+    eps = epsilon_share(plan, epsilon_micro)
+    n_groups = len(plan.groups())
+    out = []
+    for agg in plan.aggregates:
+        d_in = _sensitivity(agg, compiled.bound.rows, n_groups)
+        if agg.func == "quantile":
+            _m, scale = _quantile_meas(
+                tuple(_candidates(agg)), agg.quantile or 0.5, compiled.bound.rows, eps
+            )
+            out.append(Expected(agg.label, "exponential (quantile)", scale, None))
+            continue
+        scale = _laplace_scale(d_in, eps)
+        half = dp.discrete_laplacian_scale_to_accuracy(scale, ALPHA) * agg.resolution
+        out.append(
+            Expected(
+                agg.label,
+                "discrete Laplace",
+                scale * agg.resolution,
+                None if agg.func == "avg" else float(half),
+            )
+        )
+    return out
+
+
+def release(
+    plan: QueryPlan,
+    compiled: CompiledQuery,
+    true_rows: list[tuple],
+    epsilon_micro: int,
+    min_cell_count: int,
+) -> Released:
+    """Add OpenDP noise to the true aggregates and apply the output rules.
+
+    ``true_rows`` are the sandbox's rows; they are read here and dropped, never returned.
+    """
+    groups = plan.groups()
+    index = {g: i for i, g in enumerate(groups)}
+    n = len(groups)
+    k = compiled.key_count
+    eps = epsilon_share(plan, epsilon_micro)
+    # Gather the true vectors over the full public domain (absent groups are zeros).
+    vectors: dict[tuple[int, str], list] = {
+        part: [0] * n if part[1] != "values" else [[] for _ in range(n)]
+        for part in compiled.agg_columns
+    }
+    for row in true_rows:
+        i = index.get(tuple(row[:k]))
+        if i is None:
+            continue  # a value outside the public domain (e.g. NULL key): never released
+        for j, part in enumerate(compiled.agg_columns):
+            value = row[k + j]
+            if value is not None:
+                vectors[part][i] = value
+    values: dict[int, list[float | None]] = {}
+    errors: dict[int, list[float | None]] = {}
+    counts_for_rule: list[float] | None = None
+    notes: list[str] = []
+    for a, agg in enumerate(plan.aggregates):
+        d_in = _sensitivity(agg, compiled.bound.rows, n)
+        if agg.func == "quantile":
+            meas, _scale = _quantile_meas(
+                tuple(_candidates(agg)), agg.quantile or 0.5, compiled.bound.rows, eps
+            )
+            values[a] = [float(meas(np.asarray(v, dtype=float))) for v in vectors[(a, "values")]]
+            errors[a] = [None] * n
+            notes.append(
+                f"{agg.label}: chosen by OpenDP's exponential mechanism among catalogue candidates"
+            )
+            continue
+        noisy, half, _ = _laplace(np.asarray(vectors[(a, "value")], dtype=np.int64), d_in, eps)
+        if agg.func in ("count", "count_distinct"):
+            vals = [max(0, int(x)) for x in noisy]
+            values[a], errors[a] = list(vals), [half] * n
+            if counts_for_rule is None:
+                counts_for_rule = [float(v) for v in vals]
+        elif agg.func == "sum":
+            values[a] = [_round(int(x) * agg.resolution, agg.resolution) for x in noisy]
+            errors[a] = [_round_up(half * agg.resolution)] * n
+        else:  # avg = noisy sum / noisy count
+            c_noisy, c_half, _ = _laplace(
+                np.asarray(vectors[(a, "count")], dtype=np.int64), compiled.bound.rows, eps
+            )
+            vals, errs = [], []
+            for s, c in zip(noisy, c_noisy, strict=True):
+                avg, err = _ratio(
+                    int(s) * agg.resolution, half * agg.resolution, int(c), c_half, agg
+                )
+                vals.append(avg)
+                errs.append(err)
+            values[a], errors[a] = vals, errs
+            if counts_for_rule is None:
+                counts_for_rule = [float(max(0, c)) for c in c_noisy]
+    suppressed = 0
+    rows: list[list[object]] = []
+    errs_out: list[list[float | None]] = []
+    for i, group in enumerate(groups):
+        small = counts_for_rule is not None and counts_for_rule[i] < min_cell_count
+        row: list[object] = []
+        err_row: list[float | None] = []
+        for kind, j in plan.output:
+            if kind == "key":
+                row.append(group[j])
+                err_row.append(None)
+            elif small:
+                row.append(None)
+                err_row.append(None)
+            else:
+                row.append(values[j][i])
+                err_row.append(errors[j][i])
+        suppressed += int(small)
+        rows.append(row)
+        errs_out.append(err_row)
+    if suppressed:
+        notes.append(f"{suppressed} group(s) with a noisy count under {min_cell_count} suppressed")
+    return Released(plan.labels, rows, errs_out, suppressed, compiled.bound.rows, notes)
+
+
+def _ratio(
+    s: float, s_half: float, c: int, c_half: float, agg: Aggregate
+) -> tuple[float | None, float | None]:
+    """AVG as noisy sum / noisy count, clamped to the bounds; the half-width covers the
+    worst case of both errors (each at 95 %, so the bound is conservative)."""
+    if c <= 0:
+        return None, None
+    avg = min(max(s / c, agg.lower), agg.upper)
+    lo_c, hi_c = c + c_half, c - c_half
+    lo = (s - s_half) / lo_c
+    hi = (s + s_half) / hi_c if hi_c > 0 else agg.upper
+    lo, hi = max(lo, agg.lower), min(hi, agg.upper)
+    return round(avg, 4), _round_up(max(avg - lo, hi - avg, 0.0))
+
+
+def _round(x: float, resolution: float) -> float | int:
+    if resolution >= 1:
+        return int(round(x))
+    return round(x, max(0, -int(math.floor(math.log10(resolution)))))
+
+
+def _round_up(x: float) -> float:
+    """Error bounds round up (to 3 significant figures), never down."""
+    if x <= 0:
+        return 0.0
+    digits = 2 - int(math.floor(math.log10(x)))
+    factor = 10**digits
+    return math.ceil(x * factor) / factor
