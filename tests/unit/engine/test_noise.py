@@ -1,0 +1,116 @@
+"""Release: OpenDP noise calibrated to the contribution bound, honest error bounds, output rules.
+
+Statistical tests use fixed sample sizes and wide tolerances; noise is never seeded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from safesetting.engine.compile import compile_plan
+from safesetting.engine.noise import (
+    _laplace_scale,
+    epsilon_share,
+    expected_errors,
+    mechanism_count,
+    release,
+)
+from safesetting.engine.parse import parse_query
+
+SEN = "SELECT sen_provision, COUNT(*) AS n FROM census WHERE academic_year = 2023 GROUP BY 1"
+
+
+def prepared(sql):
+    plan = parse_query(sql)
+    return plan, compile_plan(plan)
+
+
+def test_epsilon_shares_never_exceed_the_charge():
+    plan, _ = prepared("SELECT COUNT(*), AVG(read_score), SUM(maths_score) FROM ks2")
+    assert mechanism_count(plan) == 4
+    assert epsilon_share(plan, 1_000_001) * 4 <= 1.000001
+    assert epsilon_share(plan, 3) == 0.0  # three micro-ε cannot be split four ways
+
+
+def test_every_group_of_the_domain_is_released_even_empty_ones():
+    plan, compiled = prepared(SEN)
+    out = release(plan, compiled, [("N", 5000)], 1_000_000, min_cell_count=0)
+    assert [r[0] for r in out.rows] == ["N", "K", "E"]
+    assert out.columns == ["sen_provision", "n"]
+    assert out.errors[0][0] is None
+    assert out.errors[0][1] > 0
+
+
+def test_values_outside_the_domain_are_never_released():
+    plan, compiled = prepared(SEN)
+    out = release(plan, compiled, [("N", 5000), (None, 7), ("Z", 9)], 1_000_000, 0)
+    assert [r[0] for r in out.rows] == ["N", "K", "E"]
+
+
+def test_small_noisy_counts_are_suppressed_and_shown_as_null():
+    plan, compiled = prepared(SEN)
+    out = release(plan, compiled, [("N", 100_000), ("K", 20_000)], 5_000_000, min_cell_count=10)
+    assert out.rows[2] == ["E", None]
+    assert out.errors[2] == [None, None]
+    assert out.suppressed == 1
+    assert any("suppressed" in n for n in out.notes)
+
+
+def test_error_bound_matches_opendp_accuracy_at_the_bound():
+    plan, compiled = prepared("SELECT COUNT(*) FROM exclusions")  # truncated to 20 rows a pupil
+    assert compiled.bound.rows == 20
+    [exp] = expected_errors(plan, compiled, 1_000_000)
+    assert exp.scale == pytest.approx(_laplace_scale(20, 1.0))
+    assert 55 < exp.half_width < 65  # ≈ 60 at ε = 1, d_in = 20 (±3 at d_in = 1, x20)
+
+
+@pytest.mark.slow
+def test_counts_are_unbiased_and_95_percent_bounds_cover():
+    plan, compiled = prepared(SEN)
+    truth = {"N": 10_000, "K": 1_400, "E": 500}
+    rows = list(truth.items())
+    draws, covered, n = {k: [] for k in truth}, 0, 0
+    for _ in range(400):
+        out = release(plan, compiled, rows, 200_000, min_cell_count=0)  # ε = 0.2
+        for (key, value), (_k, err) in zip(out.rows, out.errors, strict=True):
+            draws[key].append(value)
+            covered += abs(value - truth[key]) <= err
+            n += 1
+    for key, values in draws.items():
+        # sd of the discrete Laplace at scale 5 is ≈ 7: the mean of 400 draws is within ±2.
+        assert abs(np.mean(values) - truth[key]) < 2.5
+    assert 0.92 <= covered / n <= 0.99
+
+
+@pytest.mark.slow
+def test_average_bounds_cover_the_true_mean():
+    plan, compiled = prepared("SELECT writing_ta, AVG(read_score) FROM ks2 GROUP BY writing_ta")
+    true_rows = [("EXS", 104 * 2000, 2000), ("GDS", 112 * 300, 300), ("WTS", 95 * 40, 40)]
+    covered = n = 0
+    for _ in range(300):
+        out = release(plan, compiled, true_rows, 500_000, min_cell_count=0)
+        for row, err in zip(out.rows[:3], out.errors[:3], strict=True):
+            truth = {"EXS": 104, "GDS": 112, "WTS": 95}.get(row[0])
+            if truth is None or row[1] is None:
+                continue
+            covered += abs(row[1] - truth) <= err[1]
+            n += 1
+            assert 80 <= row[1] <= 120  # post-processing keeps averages inside the bounds
+    assert n > 500
+    assert covered / n >= 0.95
+
+
+def test_real_valued_sums_are_released_in_hundredths():
+    plan, compiled = prepared("SELECT SUM(attainment8) AS a8 FROM ks4")
+    out = release(plan, compiled, [(4_600_000,)], 1_000_000, 0)  # 46,000.00 in hundredths
+    value = out.rows[0][0]
+    assert value == round(value, 2)
+    assert abs(value - 46_000) < 50 * out.errors[0][0]
+
+
+def test_median_comes_from_the_exponential_mechanism():
+    plan, compiled = prepared("SELECT MEDIAN(read_score) AS m FROM ks2")
+    values = list(np.clip(np.random.default_rng().normal(104, 6, 5000).round(), 80, 120))
+    out = release(plan, compiled, [(values,)], 1_000_000, 0)
+    assert 98 <= out.rows[0][0] <= 110
