@@ -222,7 +222,8 @@ def check_generation(
     years: YearRange | str,
     force: bool,
 ) -> YearRange:
-    """Refuse bad arguments and an existing database before any work starts."""
+    """Refuse bad arguments, an existing database or an unwritable folder before any work
+    starts (creating the folder if need be); return the checked year range."""
     _check_size(pupils, seed)
     year_range = parse_years(years) if isinstance(years, str) else years
     if year_range.first > year_range.last:
@@ -234,6 +235,12 @@ def check_generation(
         raise GenerationError(f"{target} already exists (use --force to replace it)")
     if target.exists() and not target.is_file():
         raise GenerationError(f"{target} exists and is not a file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GenerationError(f"cannot create {target.parent}: {exc.strerror}") from None
+    if not os.access(target.parent, os.W_OK):
+        raise GenerationError(f"cannot write to {target.parent}")
     return year_range
 
 
@@ -255,10 +262,6 @@ def generate_database(
     started = time.perf_counter()
     year_range = check_generation(path, pupils, seed, years, force)
     target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GenerationError(f"cannot create {target.parent}: {exc.strerror}") from None
     tmp = _temporary_path(target)
     _remove(tmp)
     try:
