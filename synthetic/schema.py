@@ -120,6 +120,7 @@ PUPILS = Table(
     max_rows_per_pupil=1,
     bound_enforced_by="PRIMARY KEY (pupil_id)",
     unique=(("upn",),),
+    foreign_keys=(("la_code", "local_authorities.la_code"),),
     checks=("length(upn) = 13",),
 )  # fmt: skip
 

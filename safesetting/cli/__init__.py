@@ -11,8 +11,9 @@ import click
 
 from safesetting import __version__
 from safesetting.cli.common import Context
+from safesetting.cli.data import data
 
-GROUPS: list[click.Command] = []
+GROUPS: list[click.Command] = [data]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,130 @@
+"""``safesetting data``: generate the synthetic NPD, and show what may be asked of it."""
+
+from __future__ import annotations
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from safesetting.cli.common import (
+    console,
+    err_console,
+    handle_errors,
+    json_option,
+    pass_context,
+    print_json,
+)
+from safesetting.errors import UsageError
+from synthetic import catalogue as catalogue_lib
+from synthetic.load import GenerationError, check_generation, generate_database
+
+DEFAULT_PUPILS = "100000"
+DEFAULT_YEARS = "2012-2024"
+
+
+def parse_whole(text: str, what: str, minimum: int) -> int:
+    """A whole number from the command line (``1_000_000`` and ``1,000,000`` allowed).
+
+    >>> parse_whole("1_000", "pupils", 1)
+    1000
+    """
+    cleaned = text.strip().replace("_", "").replace(",", "")
+    if not cleaned.isdigit() and not (cleaned.startswith("-") and cleaned[1:].isdigit()):
+        raise UsageError(f"{what} must be a whole number, not {text!r}")
+    value = int(cleaned)
+    if value < minimum:
+        raise UsageError(f"{what} must be at least {minimum:,}, not {value:,}")
+    return value
+
+
+@click.group()
+def data() -> None:
+    """Generate the synthetic National Pupil Database and describe what may be asked of it."""
+
+
+@data.command()
+@click.option("--pupils", default=DEFAULT_PUPILS, show_default=True, help="Number of pupils.")
+@click.option("--seed", default="0", show_default=True, help="Random seed: same seed, same data.")
+@click.option(
+    "--years",
+    default=DEFAULT_YEARS,
+    show_default=True,
+    help="Academic years to generate, FIRST-LAST (2019 = 2018/19).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing database.")
+@json_option
+@pass_context
+@handle_errors
+def generate(ctx, pupils: str, seed: str, years: str, force: bool, as_json: bool) -> None:
+    """Generate synthetic pupil records into HOME/npd.duckdb.
+
+    Pupils move through Reception to Year 11 across the years generated, sit KS2 and KS4,
+    and are calibrated to published national figures. The database is written to a
+    temporary file and renamed into place only when complete.
+    """
+    n = parse_whole(pupils, "--pupils", 1)
+    s = parse_whole(seed, "--seed", 0)
+    try:
+        target = ctx.home.database
+        year_range = check_generation(target, n, s, years, force)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=as_json,
+            disable=as_json,
+        ) as bar:
+            task = bar.add_task("generating", total=None)
+
+            def progress(what: str, done: int, total: int) -> None:
+                bar.update(task, description=what, completed=done, total=total)
+
+            version = generate_database(target, n, s, year_range, force, progress)
+    except GenerationError as exc:
+        raise UsageError(str(exc)) from None
+    summary = {**version.to_json(), "seconds": round(version.seconds or 0.0, 2)}
+    summary["path"] = str(target)
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"Synthetic NPD written to {target}")
+    table = Table()
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in version.rows.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    console.print(
+        f"{n:,} pupils, seed {s}, years {year_range.first}-{year_range.last}, "
+        f"{summary['seconds']} s; data version [bold]{version.id}[/bold]"
+    )
+
+
+@data.command()
+@json_option
+@handle_errors
+def catalogue(as_json: bool) -> None:
+    """List tables, columns, classes, public domains and bounds: metadata, never data."""
+    described = catalogue_lib.describe()
+    if as_json:
+        print_json(described)
+        return
+    for t in described["tables"]:
+        kind = "private" if t["private"] else "public"
+        per_pupil = (
+            f"; at most {t['max_rows_per_pupil']} rows per pupil ({t['bound_enforced_by']})"
+            if t["max_rows_per_pupil"]
+            else ""
+        )
+        table = Table(
+            title=f"{t['name']} ({kind}): {t['description'].rstrip('.')}{per_pupil}",
+            title_justify="left",
+        )
+        for heading in ("column", "type", "class", "domain", "bounds"):
+            table.add_column(heading)
+        for c in t["columns"]:
+            bounds = f"{c['bounds'][0]:g} .. {c['bounds'][1]:g}" if c["bounds"] else ""
+            table.add_row(c["name"], c["type"], c["class"], catalogue_lib.domain_summary(c), bounds)
+        console.print(table)

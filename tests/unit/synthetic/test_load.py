@@ -1,0 +1,212 @@
+"""Loading: keys and checks enforced by DuckDB, data version, atomic replacement."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pytest
+
+from synthetic import GENERATOR_VERSION, load, schema
+from synthetic.load import (
+    GenerationError,
+    content_digest,
+    create_table_sql,
+    generate_database,
+    read_data_version,
+)
+
+
+def test_declared_columns_types_and_keys_exist(npd_small):
+    con = duckdb.connect(str(npd_small), read_only=True)
+    for table in schema.TABLES.values():
+        cols = dict(con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+            [table.name]).fetchall())  # fmt: skip
+        assert cols == {c.name: c.dtype for c in table.columns}
+        kinds = {k for (k,) in con.execute(
+            "SELECT constraint_type FROM duckdb_constraints() WHERE table_name = ?",
+            [table.name]).fetchall()}  # fmt: skip
+        assert "PRIMARY KEY" in kinds
+        if table.unique:
+            assert "UNIQUE" in kinds
+    con.close()
+
+
+BREAKING_WRITES = [
+    ("INSERT INTO census SELECT * FROM census LIMIT 1", "duplicate (pupil_id, academic_year)"),
+    ("INSERT INTO absence SELECT * FROM absence LIMIT 1", "duplicate absence row"),
+    (
+        "INSERT INTO ks2 SELECT pupil_id, academic_year + 1, read_score, maths_score, gps_score,"
+        " writing_ta, rwm_expected FROM ks2 LIMIT 1",
+        "second KS2 row for a pupil",
+    ),
+    (
+        "INSERT INTO pupils SELECT pupil_id + 10000000, upn, forename, surname, date_of_birth, "
+        "sex, postcode, la_code FROM pupils LIMIT 1",
+        "duplicate UPN",
+    ),
+    ("UPDATE census SET sen_provision = 'X' WHERE rowid = 0", "SEN outside its domain"),
+    ("UPDATE ks2 SET read_score = 121 WHERE rowid = 0", "score above 120"),
+    (
+        "INSERT INTO exclusions SELECT pupil_id, academic_year, 7, category, reason, sessions "
+        "FROM exclusions LIMIT 1",
+        "seventh exclusion in a year",
+    ),
+    (
+        "UPDATE absence SET sessions_authorised = sessions_possible + 1 WHERE rowid = 0",
+        "more absence than sessions",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "what"), BREAKING_WRITES, ids=[w for _, w in BREAKING_WRITES])
+def test_database_refuses_rows_that_break_the_declared_bounds(npd_tiny, sql, what):
+    con = duckdb.connect(str(npd_tiny))
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute(sql)
+    con.close()
+
+
+def test_foreign_keys_can_be_enforced_by_duckdb_too():
+    sql = create_table_sql(schema.table("census"), foreign_keys=True)
+    assert "FOREIGN KEY (pupil_id) REFERENCES pupils (pupil_id)" in sql
+    assert "FOREIGN KEY" not in create_table_sql(schema.table("census"))
+
+
+def test_enforced_foreign_keys_refuse_an_orphan(tmp_path):
+    path = tmp_path / "fk.duckdb"
+    generate_database(path, 500, seed=2, years="2020-2021", enforce_foreign_keys=True)
+    con = duckdb.connect(str(path))
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute(
+            "INSERT INTO ks4 SELECT pupil_id + 10000000, academic_year, attainment8, "
+            "english_grade, maths_grade, basics_grade4, basics_grade5 FROM ks4 LIMIT 1"
+        )
+    con.close()
+
+
+def test_verify_references_catches_an_orphan(npd_tiny):
+    con = duckdb.connect(str(npd_tiny))
+    con.execute("UPDATE census SET urn = 1 WHERE rowid = 0")
+    with pytest.raises(RuntimeError, match=r"census\.urn"):
+        load.verify_references(con)
+    con.close()
+
+
+def test_data_version_round_trip(npd_tiny):
+    v = read_data_version(npd_tiny)
+    assert (v.seed, v.pupils, v.first_year, v.last_year) == (1, 3000, 2016, 2020)
+    assert v.generator_version == GENERATOR_VERSION
+    assert v.id.startswith(f"npd-g{GENERATOR_VERSION}-")
+    assert len(v.id) <= 24
+    assert v.rows["pupils"] == 3000
+    assert set(v.rows) == set(schema.TABLES)
+    con = duckdb.connect(str(npd_tiny), read_only=True)
+    assert content_digest(con)[0] == v.digest
+    con.close()
+
+
+def test_digest_changes_when_one_value_changes(npd_tiny, tmp_path):
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(npd_tiny, copy)
+    con = duckdb.connect(str(copy))
+    before, _ = content_digest(con)
+    con.execute(
+        "UPDATE absence SET sessions_unauthorised = sessions_unauthorised + 1 "
+        "WHERE rowid = (SELECT min(rowid) FROM absence WHERE sessions_authorised > 0)"
+    )
+    con.execute(
+        "UPDATE absence SET sessions_authorised = sessions_authorised - 1 "
+        "WHERE rowid = (SELECT min(rowid) FROM absence WHERE sessions_authorised > 0)"
+    )
+    after, _ = content_digest(con)
+    con.close()
+    assert before != after
+
+
+def test_same_seed_same_data_different_seed_different(tmp_path):
+    a = generate_database(tmp_path / "a.duckdb", 4000, seed=5, years="2015-2022")
+    b = generate_database(tmp_path / "b.duckdb", 4000, seed=5, years="2015-2022")
+    c = generate_database(tmp_path / "c.duckdb", 4000, seed=6, years="2015-2022")
+    assert a.digest == b.digest
+    assert a.id == b.id
+    assert c.digest != a.digest
+    assert a.rows == b.rows
+
+
+def test_determinism_across_chunks(tmp_path, monkeypatch):
+    # several chunks: per-chunk seeds and UPN serials carried across chunks stay reproducible
+    monkeypatch.setattr("synthetic.generator.CHUNK_PUPILS", 700)
+    a = generate_database(tmp_path / "a.duckdb", 3000, seed=9, years="2018-2020")
+    b = generate_database(tmp_path / "b.duckdb", 3000, seed=9, years="2018-2020")
+    assert a.digest == b.digest
+    con = duckdb.connect(str(tmp_path / "a.duckdb"), read_only=True)
+    assert con.execute("SELECT count(DISTINCT upn), max(pupil_id) FROM pupils").fetchall()[0] == (
+        3000,
+        3000,
+    )
+    con.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"pupils": 0}, "at least 1"),
+        ({"pupils": -3}, "at least 1"),
+        ({"pupils": "100"}, "whole number"),
+        ({"pupils": True}, "whole number"),
+        ({"seed": -1}, "seed"),
+        ({"years": "2024-2012"}, "ends before it starts"),
+        ({"years": "2000-2010"}, "within"),
+        ({"years": "twenty"}, "look like"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(tmp_path, kwargs, message):
+    args = {"pupils": 100, "seed": 0, "years": "2012-2024", **kwargs}
+    with pytest.raises(GenerationError, match=message):
+        generate_database(tmp_path / "x.duckdb", **args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_database_refused_unless_forced(npd_tiny):
+    before = read_data_version(npd_tiny)
+    with pytest.raises(GenerationError, match="already exists"):
+        generate_database(npd_tiny, 100, seed=2, years="2016-2020")
+    assert read_data_version(npd_tiny) == before
+    after = generate_database(npd_tiny, 100, seed=2, years="2016-2020", force=True)
+    assert read_data_version(npd_tiny) == after != before
+
+
+@pytest.mark.parametrize("when", [1, 3])
+def test_interrupted_run_leaves_previous_database_intact(npd_tiny, when):
+    before = read_data_version(npd_tiny)
+    size = npd_tiny.stat().st_size
+
+    def interrupt(what, done, total):
+        if done == when:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_database(npd_tiny, 2000, seed=3, years="2016-2020", force=True,
+                          progress=interrupt)  # fmt: skip
+    assert read_data_version(npd_tiny) == before
+    assert npd_tiny.stat().st_size == size
+    assert sorted(p.name for p in npd_tiny.parent.iterdir()) == ["npd.duckdb"]
+
+
+def test_unwritable_place_is_a_generation_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(GenerationError, match="cannot create"):
+        generate_database(blocker / "home" / "npd.duckdb", 100)
+
+
+def test_write_failure_is_a_generation_error_and_cleans_up(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise duckdb.IOException("IO Error: could not write: No space left on device")
+
+    monkeypatch.setattr(load, "content_digest", full_disk)
+    with pytest.raises(GenerationError, match="No space left"):
+        generate_database(tmp_path / "npd.duckdb", 200)
+    assert list(tmp_path.iterdir()) == []
