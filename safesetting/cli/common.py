@@ -72,3 +72,12 @@ def handle_errors(f: F) -> F:
             sys.exit(code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def token_option(f: F) -> F:
+    return click.option(
+        "--token",
+        envvar="SAFESETTING_TOKEN",
+        default=None,
+        help="Your access token (env SAFESETTING_TOKEN). Shown once when you were registered.",
+    )(f)

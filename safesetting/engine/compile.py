@@ -57,34 +57,43 @@ def contribution_bound(plan: QueryPlan, cap: int = DEFAULT_MAX_ROWS_PER_PUPIL) -
     (120, 20, True)
     """
     private = [TABLES[t] for t in plan.tables if TABLES[t].private]
+    components = _year_components(plan)
     pinned = set(plan.pinned_years)
-    year_linked = _year_linked(plan)
-    if pinned & year_linked:
-        pinned |= year_linked
-    totals, per_year = [], []
+    for group in components:
+        if pinned & group:
+            pinned |= group
+    totals, yearly = {}, {}
     for table in private:
         total = table.max_rows_per_pupil or 1
-        yearly = per_year_rows(table) if "academic_year" in table.primary_key else total
-        totals.append(yearly if table.name in pinned else total)
-        per_year.append(yearly)
-    natural = math.prod(totals)
-    if year_linked and year_linked == {t.name for t in private if "academic_year" in t.primary_key}:
-        years = 1 if pinned & year_linked else max(t.max_rows_per_pupil or 1 for t in private)
-        years = min(years, len(TABLES["census"].column("academic_year").domain or ()))
-        natural = min(natural, years * math.prod(per_year))
+        per_year = per_year_rows(table) if "academic_year" in table.primary_key else total
+        totals[table.name] = per_year if table.name in pinned else total
+        yearly[table.name] = per_year
+    natural = 1
+    for group in components:
+        # Tables joined on academic_year: each row of one matches at most the per-year rows
+        # of the others, so the group has at most min_i(total_i * prod_{j != i} yearly_j).
+        natural *= min(totals[i] * math.prod(yearly[j] for j in group if j != i) for i in group)
+    grouped = set().union(*components) if components else set()
+    natural *= math.prod(totals[t.name] for t in private if t.name not in grouped)
     natural = max(natural, 1)
     if natural <= cap:
         return Bound(natural, natural, False)
     return Bound(cap, natural, True)
 
 
-def _year_linked(plan: QueryPlan) -> set[str]:
-    linked: set[str] = set()
+def _year_components(plan: QueryPlan) -> list[set[str]]:
+    """Groups of pupil tables joined to each other on academic_year (connected components)."""
+    groups: list[set[str]] = []
     for join in plan.joins:
         for a, b in join.on:
-            if a.column == "academic_year" and TABLES[a.table].private and TABLES[b.table].private:
-                linked |= {a.table, b.table}
-    return linked
+            if a.column != "academic_year" or not (
+                TABLES[a.table].private and TABLES[b.table].private
+            ):
+                continue
+            touching = [g for g in groups if a.table in g or b.table in g]
+            merged = {a.table, b.table}.union(*touching)
+            groups = [g for g in groups if g not in touching] + [merged]
+    return groups
 
 
 def compile_plan(
@@ -206,3 +215,17 @@ def _units(arg: exp.Expression, lower: float, upper: float, resolution: float) -
 
 def _lit(v: float) -> exp.Literal:
     return exp.Literal.number(int(v) if float(v).is_integer() else v)
+
+
+def needed_columns(plan: QueryPlan) -> dict[str, set[str]]:
+    """The columns of each table the compiled SQL reads (what the sandbox must copy)."""
+    needed: dict[str, set[str]] = {name: set() for name in plan.tables}
+    for qualified in plan.usage:
+        table, column = qualified.split(".", 1)
+        needed[table].add(column)
+    for name in plan.tables:
+        if TABLES[name].private:
+            needed[name].add("pupil_id")
+            if "academic_year" in TABLES[name].column_names:
+                needed[name].add("academic_year")
+    return needed

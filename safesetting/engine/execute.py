@@ -9,7 +9,7 @@ Re-emitted SQL is the first line of defence; the sandbox is the second.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -32,7 +32,7 @@ class Sandbox:
     def __init__(
         self,
         db_path: Path,
-        tables: Iterable[str],
+        tables: Iterable[str] | Mapping[str, Iterable[str]],
         optout_upns: Sequence[str] = (),
         *,
         memory_limit: str = DEFAULT_MEMORY_LIMIT,
@@ -40,10 +40,16 @@ class Sandbox:
     ) -> None:
         if not db_path.exists():
             raise StateError(f"no data in {db_path.parent}: run `safesetting data generate` first")
-        self.tables = frozenset(tables)
-        unknown = self.tables - set(TABLES)
-        if unknown:
-            raise ValueError(f"not declared tables: {sorted(unknown)}")
+        # Either table names (copy every column) or {table: the columns a query needs}.
+        wanted = tables if isinstance(tables, Mapping) else dict.fromkeys(tables)
+        self.columns: dict[str, tuple[str, ...]] = {}
+        for name, cols in wanted.items():
+            declared = TABLES[name].column_names  # KeyError: only declared tables, ever
+            chosen = declared if cols is None else tuple(c for c in declared if c in set(cols))
+            if cols is not None and len(chosen) != len(set(cols)):
+                raise ValueError(f"undeclared columns asked of {name}")
+            self.columns[name] = chosen
+        self.tables = frozenset(self.columns)
         self.con = duckdb.connect(
             ":memory:",
             config={
@@ -62,9 +68,10 @@ class Sandbox:
         con = self.con
         con.execute("SET temp_directory = ''")
         con.execute("ATTACH ? AS src (READ_ONLY)", [str(db_path)])
-        for name in sorted(self.tables):
+        for name, cols in sorted(self.columns.items()):
             # Identifiers come from the schema declaration, never from the researcher.
-            con.execute(f'CREATE TABLE main."{name}" AS SELECT * FROM src."{name}"')  # noqa: S608
+            listed = ", ".join(f'"{c}"' for c in cols)
+            con.execute(f'CREATE TABLE main."{name}" AS SELECT {listed} FROM src."{name}"')  # noqa: S608
         con.execute(f"CREATE TABLE {OPTOUT_TABLE} (pupil_id BIGINT)")
         if optout_upns:
             con.execute(

@@ -55,7 +55,7 @@ def _laplace(values: np.ndarray, d_in: int, epsilon: float) -> tuple[np.ndarray,
     meas = dp.m.make_laplace(*_COUNT_SPACE, scale=scale)
     assert meas.map(d_in) <= epsilon  # the calibration guarantee, checked on every release
     noisy = np.asarray(meas(values.astype(np.int64)), dtype=np.int64)
-    return noisy, float(dp.discrete_laplacian_scale_to_accuracy(scale, ALPHA)), scale
+    return noisy, _round_up(dp.discrete_laplacian_scale_to_accuracy(scale, ALPHA)), scale
 
 
 def _sensitivity(agg: Aggregate, bound: int, n_groups: int) -> int:

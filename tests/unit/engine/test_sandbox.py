@@ -24,7 +24,7 @@ def tiny_db(tmp_path):
 
 @pytest.fixture
 def sandbox(tiny_db):
-    box = Sandbox(tiny_db, ["census"], optout_upns=["B00000000002Y"])
+    box = Sandbox(tiny_db, {"census": ["pupil_id", "academic_year"]}, optout_upns=["B00000000002Y"])
     yield box
     box.close()
 
