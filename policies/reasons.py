@@ -32,6 +32,10 @@ _TEMPLATES: Final[dict[str, str]] = {
     "not_accredited": "researcher {researcher} is not accredited to query the data (role {role})",
     "accreditation_expired": "researcher {researcher}'s accreditation expired on {date}",
     "token_revoked": "the token presented for researcher {researcher} has been revoked",
+    "no_token": "no token was presented",
+    "unknown_token": "the token presented is not known",
+    "token_expired": "the token presented has expired",
+    "wrong_role": "the role {role} does not allow this",
     # Safe projects
     "not_a_member": "researcher {researcher} is not a member of project {project}",
     "project_expired": "project {project} expired on {date}",
