@@ -84,10 +84,11 @@ def _sqlite_triggers(table: str) -> list[str]:
     ]
 
 
+# "%%": the driver applies its paramstyle to every statement it is given.
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
+  RAISE EXCEPTION '%% is append-only: %% refused', TG_TABLE_NAME, TG_OP
     USING ERRCODE = 'insufficient_privilege';
 END $$
 """

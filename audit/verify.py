@@ -116,7 +116,7 @@ def _scan_entries(conn: sa.Connection, scan: _Scan, sizes: set[int]) -> None:
         for level, index, h in extend_frontier(scan.frontier, n, leaf):
             if stored_nodes.pop((level, index), None) != h:
                 first = index * (1 << level) + 1
-                scan.add(first, f"cached subtree over entries {first}..{n + 1} does not match")
+                scan.add(None, f"cached subtree over entries {first}..{n + 1} does not match")
         scan.leaves.append(leaf)
         if n + 1 in sizes:
             scan.roots[n + 1] = fold_frontier(scan.frontier)
