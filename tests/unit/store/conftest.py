@@ -11,20 +11,12 @@ from safesetting.db import make_engine
 from safesetting.store import migrate
 
 
-def reset_postgres(url: str) -> sa.Engine:
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-        conn.execute(sa.text("CREATE SCHEMA public"))
-    return engine
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def bare_engine(request, tmp_path) -> Iterator[sa.Engine]:
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'control.db'}")
     else:
-        engine = reset_postgres(request.getfixturevalue("pg_url"))
+        engine = make_engine(request.getfixturevalue("pg_url")())
     yield engine
     engine.dispose()
 
