@@ -15,6 +15,14 @@ from safesetting.cli.common import Context
 GROUPS: list[click.Command] = []
 
 
+def _register() -> None:
+    # Imported here: the command modules import this package's ``common``.
+    from safesetting.cli.admin import admin
+    from safesetting.cli.budget import budget
+
+    GROUPS.extend([admin, budget])
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
@@ -36,6 +44,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
     ctx.obj = Context.for_home(home)
 
 
+_register()
 for _group in GROUPS:
     cli.add_command(_group)
 

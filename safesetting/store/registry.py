@@ -141,11 +141,16 @@ def researcher_projects(conn: sa.Connection, researcher_id: str) -> list[str]:
 # --- projects ----------------------------------------------------------------------------
 
 
+def project_exists(conn: sa.Connection, project_id: str) -> bool:
+    query = sa.select(t.projects.c.id).where(t.projects.c.id == project_id)
+    return conn.execute(query).first() is not None
+
+
 def insert_project(
     conn: sa.Connection, project: ProjectFacts, *, title: str, now: datetime
 ) -> Project:
     """Register an approved project; :class:`UsageError` if the id is taken."""
-    if conn.execute(sa.select(t.projects.c.id).where(t.projects.c.id == project.id)).first():
+    if project_exists(conn, project.id):
         raise UsageError(f"project {project.id} already exists")
     for member in sorted(project.members):
         get_researcher(conn, member)
