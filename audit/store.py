@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from audit.entry import AuditEntry, build_entry, entry_from_canonical
 from audit.merkle import (
@@ -124,6 +125,13 @@ def create_schema(engine: sa.Engine) -> None:
             conn.exec_driver_sql(statement)
         if conn.execute(sa.select(head.c.id)).first() is None:
             conn.execute(head.insert().values(id=1, tree_size=0, frontier=b""))
+
+
+def insert_ignoring_duplicates(table: sa.Table, key: str, dialect: str) -> sa.Insert:
+    """``INSERT … ON CONFLICT (key) DO NOTHING`` for SQLite and PostgreSQL."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
 
 
 def utc_now() -> str:

@@ -45,6 +45,7 @@ class Problem:
     """One finding; ``seq`` names the entry when one can be named."""
 
     seq: int | None
+    code: str
     message: str
 
 
@@ -73,7 +74,9 @@ class VerifyResult:
             "tree_size": self.size,
             "root_hash": self.root.hex(),
             "first_bad_seq": self.first_bad_seq,
-            "problems": [{"seq": p.seq, "message": p.message} for p in self.problems],
+            "problems": [
+                {"seq": p.seq, "code": p.code, "message": p.message} for p in self.problems
+            ],
             "checkpoints_verified": list(self.checkpoints),
             "public_key": self.public_key,
         }
@@ -86,43 +89,77 @@ class _Scan:
     frontier: list[bytes] = field(default_factory=list)
     roots: dict[int, bytes] = field(default_factory=lambda: {0: EMPTY_ROOT})
 
-    def add(self, seq: int | None, message: str) -> None:
+    def add(self, seq: int | None, code: str, message: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(Problem(seq, message))
+            self.problems.append(Problem(seq, code, message))
+
+
+def _as_bytes(value: object) -> bytes:
+    """Stored bytes as bytes, whatever an intruder left in the column (SQLite columns are
+    dynamically typed: ``canonical || ' '`` turns a BLOB into TEXT)."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return repr(value).encode()
 
 
 def _scan_entries(conn: sa.Connection, scan: _Scan, sizes: set[int]) -> None:
-    stored_nodes = {(lv, i): bytes(h) for lv, i, h in conn.execute(sa.select(store.nodes))}
+    stored_nodes = {(lv, i): _as_bytes(h) for lv, i, h in conn.execute(sa.select(store.nodes))}
     expected = 1
     for seq, *cols, canonical, stored_leaf in store.iter_rows(conn):
         if seq != expected:
-            scan.add(expected, f"entry {expected} is missing (the next stored entry is {seq})")
+            scan.add(
+                expected,
+                "missing_entry",
+                f"entry {expected} is missing (the next stored entry is {seq})",
+            )
             expected = seq
-        canonical = bytes(canonical)
+        canonical = _as_bytes(canonical)
         leaf = leaf_hash(canonical)
-        if bytes(stored_leaf) != leaf:
-            scan.add(seq, f"entry {seq}: stored leaf hash does not match its contents")
+        if _as_bytes(stored_leaf) != leaf:
+            scan.add(
+                seq,
+                "leaf_hash_mismatch",
+                f"entry {seq}: stored leaf hash does not match its contents",
+            )
         try:
             body = json.loads(canonical)
             recorded = (body["seq"], *(body[c] for c in _COLUMNS))
         except (ValueError, KeyError, TypeError):
-            scan.add(seq, f"entry {seq}: contents are not a well-formed entry")
+            scan.add(seq, "malformed_entry", f"entry {seq}: contents are not a well-formed entry")
         else:
             if recorded[0] != seq:
-                scan.add(seq, f"entry {seq}: its contents say seq {recorded[0]} (moved/reordered)")
+                scan.add(
+                    seq,
+                    "moved_entry",
+                    f"entry {seq}: its contents say seq {recorded[0]} (moved/reordered)",
+                )
             elif tuple(recorded[1:]) != tuple(cols):
-                scan.add(seq, f"entry {seq}: table columns differ from its hashed contents")
+                scan.add(
+                    seq,
+                    "column_mismatch",
+                    f"entry {seq}: table columns differ from its hashed contents",
+                )
         n = len(scan.leaves)
         for level, index, h in extend_frontier(scan.frontier, n, leaf):
             if stored_nodes.pop((level, index), None) != h:
                 first = index * (1 << level) + 1
-                scan.add(None, f"cached subtree over entries {first}..{n + 1} does not match")
+                scan.add(
+                    None,
+                    "node_mismatch",
+                    f"cached subtree over entries {first}..{n + 1} does not match",
+                )
         scan.leaves.append(leaf)
         if n + 1 in sizes:
             scan.roots[n + 1] = fold_frontier(scan.frontier)
         expected += 1
     if stored_nodes:
-        scan.add(None, f"{len(stored_nodes)} cached subtree(s) lie beyond the log's entries")
+        scan.add(
+            None,
+            "node_mismatch",
+            f"{len(stored_nodes)} cached subtree(s) lie beyond the log's entries",
+        )
 
 
 def _check_head(conn: sa.Connection, scan: _Scan) -> None:
@@ -130,9 +167,9 @@ def _check_head(conn: sa.Connection, scan: _Scan) -> None:
     size, n = int(row.tree_size), len(scan.leaves)
     if size != n:
         first = min(size, n) + 1
-        scan.add(first, f"the head records {size} entries but the log holds {n}")
+        scan.add(first, "head_mismatch", f"the head records {size} entries but the log holds {n}")
     elif store.split_frontier(row.frontier) != scan.frontier:
-        scan.add(None, "the head's cached frontier does not match the entries")
+        scan.add(None, "head_mismatch", "the head's cached frontier does not match the entries")
 
 
 def _localise(conn: sa.Connection, scan: _Scan, verifier: VerifierKey) -> int | None:
@@ -179,23 +216,30 @@ def verify_log(
         checkpoints: list[tuple[str, Checkpoint]] = []
         for label, note in notes:
             if verifier is None:
-                scan.add(None, f"no public key given: cannot check the {label} checkpoint")
+                scan.add(
+                    None,
+                    "no_public_key",
+                    f"no public key given: cannot check the {label} checkpoint",
+                )
                 continue
             try:
                 checkpoints.append((label, open_checkpoint(note, verifier)))
             except CheckpointError as exc:
-                scan.add(None, f"{label} checkpoint rejected: {exc}")
+                scan.add(None, "checkpoint_rejected", f"{label} checkpoint rejected: {exc}")
         _scan_entries(conn, scan, {cp.size for _, cp in checkpoints})
         _check_head(conn, scan)
         n, good = len(scan.leaves), []
         for label, cp in checkpoints:
             if cp.size > n:
-                scan.add(n + 1, f"the {label} checkpoint covers {cp.size} entries but the log "
-                         f"holds {n}: entries {n + 1}..{cp.size} are gone")  # fmt: skip
+                gone = f"entries {n + 1}..{cp.size} are gone"
+                scan.add(n + 1, "log_truncated", f"the {label} checkpoint covers {cp.size} "
+                         f"entries but the log holds {n}: {gone}")  # fmt: skip
             elif cp.root != scan.roots[cp.size]:
                 seq = _localise(conn, scan, verifier) if verifier else None
                 scan.add(
-                    seq, f"the log's root at size {cp.size} differs from the {label} checkpoint"
+                    seq,
+                    "checkpoint_mismatch",
+                    f"the log's root at size {cp.size} differs from the {label} checkpoint",
                 )
             else:
                 good.append(cp.size)

@@ -10,9 +10,10 @@ import sys
 import click
 
 from safesetting import __version__
+from safesetting.cli.audit import audit_group
 from safesetting.cli.common import Context
 
-GROUPS: list[click.Command] = []
+GROUPS: list[click.Command] = [audit_group]
 
 
 def _register() -> None:
