@@ -10,18 +10,12 @@ import sys
 import click
 
 from safesetting import __version__
+from safesetting.cli.admin import admin
 from safesetting.cli.audit import audit_group
+from safesetting.cli.budget import budget
 from safesetting.cli.common import Context
 
-GROUPS: list[click.Command] = [audit_group]
-
-
-def _register() -> None:
-    # Imported here: the command modules import this package's ``common``.
-    from safesetting.cli.admin import admin
-    from safesetting.cli.budget import budget
-
-    GROUPS.extend([admin, budget])
+GROUPS: list[click.Command] = [admin, audit_group, budget]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,7 +39,6 @@ def cli(ctx: click.Context, home: str | None) -> None:
     ctx.obj = Context.for_home(home)
 
 
-_register()
 for _group in GROUPS:
     cli.add_command(_group)
 
