@@ -62,7 +62,6 @@ _TEMPLATES: Final[dict[str, str]] = {
     "this query needs {epsilon}",
     "budget_too_large": "a project budget of {epsilon} is more than {limit} allowed for "
     "organisation type '{org_type}'",
-    "expiry_in_past": "the project expiry {date} is not after today ({today})",
     # Query shape (raised by the query engine's validator)
     "select_star": "SELECT * is not allowed: name the aggregates you want",
     "bare_column": "column {column} appears outside an aggregate without being grouped by",
