@@ -70,6 +70,9 @@ def current_version(conn: sa.Connection) -> int:
 def migrate(engine: sa.Engine, target: int = LATEST) -> list[int]:
     """Apply every migration up to ``target`` not yet applied; return the versions applied."""
     applied: list[int] = []
+    with engine.connect() as conn:  # the common case, up to date, needs no write lock
+        if current_version(conn) >= target:
+            return applied
     for migration in MIGRATIONS:
         if migration.version > target:
             break

@@ -96,15 +96,18 @@ def insert_researcher(
         sa.select(t.researchers.c.id).where(t.researchers.c.id == researcher_id)
     ).first():
         raise UsageError(f"researcher {researcher_id} already exists")
-    conn.execute(
-        sa.insert(t.researchers).values(
-            id=researcher_id,
-            organisation=organisation,
-            role=role,
-            accredited_until=accredited_until,
-            created_at=now,
+    try:
+        conn.execute(
+            sa.insert(t.researchers).values(
+                id=researcher_id,
+                organisation=organisation,
+                role=role,
+                accredited_until=accredited_until,
+                created_at=now,
+            )
         )
-    )
+    except sa.exc.IntegrityError:  # registered by a concurrent transaction (PostgreSQL)
+        raise UsageError(f"researcher {researcher_id} already exists") from None
     return Researcher(researcher_id, organisation, role, accredited_until, now)
 
 
@@ -154,18 +157,21 @@ def insert_project(
         raise UsageError(f"project {project.id} already exists")
     for member in sorted(project.members):
         get_researcher(conn, member)
-    conn.execute(
-        sa.insert(t.projects).values(
-            id=project.id,
-            title=title,
-            org_type=project.org_type,
-            purpose=project.purpose,
-            budget_micro=project.budget_micro,
-            expires=project.expires,
-            status="open",
-            created_at=now,
+    try:
+        conn.execute(
+            sa.insert(t.projects).values(
+                id=project.id,
+                title=title,
+                org_type=project.org_type,
+                purpose=project.purpose,
+                budget_micro=project.budget_micro,
+                expires=project.expires,
+                status="open",
+                created_at=now,
+            )
         )
-    )
+    except sa.exc.IntegrityError:  # approved by a concurrent transaction (PostgreSQL)
+        raise UsageError(f"project {project.id} already exists") from None
     _insert_many(conn, t.project_tables, project.id, "table_name", project.tables)
     _insert_many(conn, t.project_columns, project.id, "column_name", project.approved_columns)
     _insert_many(conn, t.project_members, project.id, "researcher_id", project.members)

@@ -103,7 +103,7 @@ direct_use = st.builds(
 ).filter(_forbidden_use)
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(
     data=st.data(),
     bad=direct_use,
@@ -117,7 +117,7 @@ def test_direct_identifier_never_allowed(data, bad, others, position):
     assert "direct_identifier" in decision.codes
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(data=st.data(), purpose=st.sampled_from(REFUSED))
 def test_refused_purpose_never_allowed(data, purpose):
     decision = decide(data.draw(facts(project=projects(st.just(purpose)))))
@@ -125,7 +125,7 @@ def test_refused_purpose_never_allowed(data, purpose):
     assert "purpose_refused" in decision.codes
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(f=facts())
 def test_allowed_only_when_every_rule_holds(f):
     decision = decide(f)
@@ -139,7 +139,7 @@ def test_allowed_only_when_every_rule_holds(f):
         assert not any(_forbidden_use(u) for u in f.columns if u.column in DIRECT)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     project=projects(),
     direct=st.sampled_from(DIRECT),

@@ -101,3 +101,37 @@ def test_optouts(engine):
         assert r.insert_optouts(conn, ["B2", "A1", "B2"], now=NOW) == ["A1", "B2"]
         assert r.insert_optouts(conn, ["A1", "C3"], now=NOW) == ["C3"]
         assert r.optout_upns(conn) == ["A1", "B2", "C3"]
+
+
+@pytest.mark.postgres
+def test_concurrent_duplicate_is_a_usage_error(pg_url):
+    import threading
+    import time
+
+    from safesetting.db import make_engine
+    from safesetting.store import migrate
+
+    engine = make_engine(pg_url())
+    migrate(engine)
+    outcome: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with engine.begin() as conn:
+                add_ada(conn)
+                r.insert_project(conn, facts(), title="T", now=NOW)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            outcome.append(exc)
+
+    with engine.connect() as first:
+        first.begin()
+        add_ada(first)  # not yet committed: the second transaction's check sees nothing
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)  # the second INSERT now waits on the primary key
+        first.commit()
+        thread.join(10)
+    engine.dispose()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], UsageError)
+    assert "researcher ada already exists" in str(outcome[0])
