@@ -136,9 +136,12 @@ def insert_ignoring_duplicates(table: sa.Table, key: str, dialect: str) -> sa.In
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def utc_now() -> str:
-    """UTC time with microseconds, ISO 8601 with a ``Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC time with microseconds, ISO 8601 with a ``Z`` (sorts as text)."""
+    return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
 # Built once: SQLAlchemy then only looks them up in its compiled cache on each append.
@@ -252,7 +255,12 @@ def read_entries(
     """Entries matching the filters, by seq. ``action`` may end in ``.*`` (``query.*``)."""
     query = sa.select(entries.c.canonical, entries.c.leaf_hash)
     if since is not None:
-        query = query.where(entries.c.time >= since.isoformat())
+        if isinstance(since, datetime):
+            aware = since if since.tzinfo else since.replace(tzinfo=UTC)
+            bound = aware.astimezone(UTC).strftime(TIME_FORMAT)
+        else:
+            bound = since.isoformat()  # "2026-01-01" sorts before that day's times
+        query = query.where(entries.c.time >= bound)
     if actor is not None:
         query = query.where(entries.c.actor == actor)
     if project is not None:

@@ -191,6 +191,14 @@ def test_verify_with_a_wrong_public_key(runner, home):
     run(runner, home, "verify", "--public-key", "not-a-key", code=2)
 
 
+def test_verify_without_the_key_fails_rather_than_skipping_signatures(runner, home):
+    fill(home, 2)
+    (home / "checkpoint.key").unlink()
+    result = run(runner, home, "verify", code=3)
+    assert "no_public_key" in result.stderr
+    assert not (home / "checkpoint.key").exists()
+
+
 def test_group_readable_key_is_refused(runner, home):
     fill(home, 1)
     (home / "checkpoint.key").chmod(0o644)
