@@ -219,6 +219,10 @@ def verify_log(
     verifier = VerifierKey.parse(public_key) if isinstance(public_key, str) else public_key
     scan = _Scan()
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # One snapshot for the whole pass, so appends made meanwhile are not half-seen.
+            # (SQLite engines from safesetting.db begin IMMEDIATE: writers wait meanwhile.)
+            conn.execution_options(isolation_level="REPEATABLE READ")
         stored = store.latest_note(conn)
         notes = [("stored", stored)] if stored else []
         if checkpoint_text is not None:

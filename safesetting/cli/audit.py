@@ -51,7 +51,7 @@ def audit_group() -> None:
 @click.option("--actor", help="Only entries by this actor.")
 @click.option("--project", help="Only entries for this project.")
 @click.option("--action", help="Only this action (query.released), or a family (query.*).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N entries, newest first.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N entries.")
 @json_option
 @pass_context
 @handle_errors
