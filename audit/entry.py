@@ -121,10 +121,8 @@ def check_request(request: Mapping[str, Any] | None) -> None:
     _check_value(request, "request")
 
 
-def build_entry(
+def check_entry(
     *,
-    seq: int,
-    time: str,
     actor: str,
     action: str,
     project: str | None = None,
@@ -135,8 +133,8 @@ def build_entry(
     result_digest: str | None = None,
     data_version: str | None = None,
     policy_digest: str | None = None,
-) -> AuditEntry:
-    """Validate the fields and build the canonical entry (refusing forbidden content)."""
+) -> dict[str, Any]:
+    """Validate an entry's fields (refusing forbidden content); returns the body to seal."""
     if not isinstance(actor, str) or not actor:
         raise EntryError("actor must be a non-empty string")
     if not isinstance(action, str) or not _ACTION.match(action):
@@ -160,27 +158,32 @@ def build_entry(
         if value is not None and not isinstance(value, str):
             raise EntryError(f"{name} must be a string")
         _check_value(value, name)
-    body = {
+    return {
         "v": ENTRY_FORMAT,
-        "seq": seq,
-        "time": time,
         "action": action,
         "request": dict(request) if request is not None else None,
         "reasons": list(reasons),
         "epsilon_micro": epsilon_micro,
         **scalars,
     }
+
+
+def seal_entry(body: Mapping[str, Any], seq: int, time: str) -> AuditEntry:
+    """Give a checked body its seq and time, canonicalise and hash it."""
+    full = {**body, "seq": seq, "time": time}
     try:
-        canonical = canonical_json(body)
+        canonical = canonical_json(full)
     except ValueError as exc:
         raise EntryError(str(exc)) from exc
-    return entry_from_canonical(canonical)
+    return _entry(full, canonical, leaf_hash(canonical))
 
 
-def entry_from_canonical(canonical: bytes, stored_leaf_hash: bytes | None = None) -> AuditEntry:
-    """Parse stored canonical bytes back into an entry (the leaf hash is recomputed unless
-    ``stored_leaf_hash`` is given, which ``verify`` compares separately)."""
-    body = json.loads(canonical)
+def build_entry(*, seq: int, time: str, **fields: Any) -> AuditEntry:
+    """``check_entry`` then ``seal_entry``: a validated, canonical, hashed entry."""
+    return seal_entry(check_entry(**fields), seq, time)
+
+
+def _entry(body: Mapping[str, Any], canonical: bytes, leaf: bytes) -> AuditEntry:
     return AuditEntry(
         seq=body["seq"],
         time=body["time"],
@@ -195,5 +198,12 @@ def entry_from_canonical(canonical: bytes, stored_leaf_hash: bytes | None = None
         data_version=body["data_version"],
         policy_digest=body["policy_digest"],
         canonical=canonical,
-        leaf_hash=stored_leaf_hash if stored_leaf_hash is not None else leaf_hash(canonical),
+        leaf_hash=leaf,
     )
+
+
+def entry_from_canonical(canonical: bytes, stored_leaf_hash: bytes | None = None) -> AuditEntry:
+    """Parse stored canonical bytes back into an entry (the leaf hash is recomputed unless
+    ``stored_leaf_hash`` is given, which ``verify`` compares separately)."""
+    leaf = stored_leaf_hash if stored_leaf_hash is not None else leaf_hash(canonical)
+    return _entry(json.loads(canonical), canonical, leaf)

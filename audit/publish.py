@@ -19,6 +19,10 @@ from audit.merkle import verify_consistency, verify_inclusion
 EXPORT_FORMAT = "safesetting-audit-export/1"
 
 
+class ProofError(RuntimeError):
+    """The stored log failed to prove something it should (it has been tampered with)."""
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -48,7 +52,7 @@ def inclusion_bundle(
         proof = store.prove_inclusion(conn, seq, tree_size)
         root = store.root_at(conn, tree_size)
     if not verify_inclusion(entry.leaf_hash, seq - 1, tree_size, proof, root):
-        raise ValueError(f"the stored log does not prove entry {seq}: run audit verify")
+        raise ProofError(f"the stored log does not prove entry {seq}: run audit verify")
     return {
         "seq": seq,
         "leaf_index": seq - 1,

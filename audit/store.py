@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from audit.entry import AuditEntry, build_entry, entry_from_canonical
+from audit.entry import AuditEntry, check_entry, entry_from_canonical, seal_entry
 from audit.merkle import (
     HASH_SIZE,
     consistency_path,
@@ -127,16 +128,33 @@ def create_schema(engine: sa.Engine) -> None:
             conn.execute(head.insert().values(id=1, tree_size=0, frontier=b""))
 
 
+@lru_cache(maxsize=8)
 def insert_ignoring_duplicates(table: sa.Table, key: str, dialect: str) -> sa.Insert:
-    """``INSERT … ON CONFLICT (key) DO NOTHING`` for SQLite and PostgreSQL."""
+    """``INSERT … ON CONFLICT (key) DO NOTHING`` for SQLite and PostgreSQL (built once)."""
     if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def utc_now() -> str:
-    """UTC time with microseconds, ISO 8601 with a ``Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC time with microseconds, ISO 8601 with a ``Z`` (sorts as text)."""
+    return datetime.now(UTC).strftime(TIME_FORMAT)
+
+
+# Built once: SQLAlchemy then only looks them up in its compiled cache on each append.
+_LOCK_HEAD = (
+    head.update()
+    .where(head.c.id == 1)
+    .values(tree_size=head.c.tree_size + 1)
+    .returning(head.c.tree_size, head.c.frontier)
+)
+_SET_FRONTIER = head.update().where(head.c.id == 1).values(frontier=sa.bindparam("new_frontier"))
+_READ_HEAD = sa.select(head.c.tree_size, head.c.frontier).where(head.c.id == 1)
+_INSERT_ENTRY = entries.insert()
+_INSERT_NODE = nodes.insert()
 
 
 def split_frontier(blob: bytes) -> list[bytes]:
@@ -164,42 +182,37 @@ def append_entry(
     The head row is locked by an ``UPDATE … RETURNING`` before anything is read, so
     concurrent appenders, threads or processes, queue there and get gap-free unique seqs.
     """
-    fields: dict[str, Any] = {
-        "actor": actor,
-        "action": action,
-        "project": project,
-        "request": request,
-        "decision": decision,
-        "reasons": reasons,
-        "epsilon_micro": epsilon_micro,
-        "result_digest": result_digest,
-        "data_version": data_version,
-        "policy_digest": policy_digest,
-    }
-    build_entry(seq=1, time=utc_now(), **fields)  # refuse bad content before taking the lock
-    locked = conn.execute(
-        head.update()
-        .where(head.c.id == 1)
-        .values(tree_size=head.c.tree_size + 1)
-        .returning(head.c.tree_size, head.c.frontier)
-    ).one()
+    body = check_entry(  # refuse bad content before taking the lock
+        actor=actor,
+        action=action,
+        project=project,
+        request=request,
+        decision=decision,
+        reasons=reasons,
+        epsilon_micro=epsilon_micro,
+        result_digest=result_digest,
+        data_version=data_version,
+        policy_digest=policy_digest,
+    )
+    locked = conn.execute(_LOCK_HEAD).one()
     seq, frontier = int(locked.tree_size), split_frontier(locked.frontier)
-    entry = build_entry(seq=seq, time=utc_now(), **fields)
+    entry = seal_entry(body, seq, utc_now())
     created = extend_frontier(frontier, seq - 1, entry.leaf_hash)
     conn.execute(
-        entries.insert().values(
-            seq=seq,
-            time=entry.time,
-            actor=entry.actor,
-            action=entry.action,
-            project=entry.project,
-            canonical=entry.canonical,
-            leaf_hash=entry.leaf_hash,
-        )
+        _INSERT_ENTRY,
+        {
+            "seq": seq,
+            "time": entry.time,
+            "actor": entry.actor,
+            "action": entry.action,
+            "project": entry.project,
+            "canonical": entry.canonical,
+            "leaf_hash": entry.leaf_hash,
+        },
     )
     if created:
-        conn.execute(nodes.insert(), [{"level": lv, "idx": i, "hash": h} for lv, i, h in created])
-    conn.execute(head.update().where(head.c.id == 1).values(frontier=b"".join(frontier)))
+        conn.execute(_INSERT_NODE, [{"level": lv, "idx": i, "hash": h} for lv, i, h in created])
+    conn.execute(_SET_FRONTIER, {"new_frontier": b"".join(frontier)})
     return entry
 
 
@@ -213,7 +226,7 @@ class TreeHead:
 
 def tree_head(conn: sa.Connection) -> TreeHead:
     """Size and root of the log as committed (from the head row's frontier)."""
-    row = conn.execute(sa.select(head.c.tree_size, head.c.frontier).where(head.c.id == 1)).one()
+    row = conn.execute(_READ_HEAD).one()
     return TreeHead(int(row.tree_size), fold_frontier(split_frontier(row.frontier)))
 
 
@@ -242,7 +255,12 @@ def read_entries(
     """Entries matching the filters, by seq. ``action`` may end in ``.*`` (``query.*``)."""
     query = sa.select(entries.c.canonical, entries.c.leaf_hash)
     if since is not None:
-        query = query.where(entries.c.time >= since.isoformat())
+        if isinstance(since, datetime):
+            aware = since if since.tzinfo else since.replace(tzinfo=UTC)
+            bound = aware.astimezone(UTC).strftime(TIME_FORMAT)
+        else:
+            bound = since.isoformat()  # "2026-01-01" sorts before that day's times
+        query = query.where(entries.c.time >= bound)
     if actor is not None:
         query = query.where(entries.c.actor == actor)
     if project is not None:

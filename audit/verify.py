@@ -108,6 +108,11 @@ def _scan_entries(conn: sa.Connection, scan: _Scan, sizes: set[int]) -> None:
     stored_nodes = {(lv, i): _as_bytes(h) for lv, i, h in conn.execute(sa.select(store.nodes))}
     expected = 1
     for seq, *cols, canonical, stored_leaf in store.iter_rows(conn):
+        if not isinstance(seq, int):  # SQLite lets an intruder store any type in any column
+            scan.add(
+                expected, "malformed_entry", f"a row after entry {expected - 1} has seq {seq!r}"
+            )
+            continue
         if seq != expected:
             scan.add(
                 expected,
@@ -173,7 +178,12 @@ def _check_head(conn: sa.Connection, scan: _Scan) -> None:
 
 
 def _localise(conn: sa.Connection, scan: _Scan, verifier: VerifierKey) -> int | None:
-    """The first entry a stored, validly signed checkpoint disagrees with (bisection)."""
+    """The first entry a stored, validly signed checkpoint disagrees with (bisection).
+
+    If checkpoint ``s`` disagrees and the one before it, ``p``, agrees, the change lies in
+    entries ``p + 1 .. s``: with a checkpoint per commit that is exactly one entry;
+    otherwise ``p + 1`` is the earliest entry that may be bad.
+    """
     lookup = node_lookup(scan.leaves)
     notes = conn.execute(
         sa.select(store.checkpoints.c.tree_size, store.checkpoints.c.note)
@@ -209,6 +219,10 @@ def verify_log(
     verifier = VerifierKey.parse(public_key) if isinstance(public_key, str) else public_key
     scan = _Scan()
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # One snapshot for the whole pass, so appends made meanwhile are not half-seen.
+            # (SQLite engines from safesetting.db begin IMMEDIATE: writers wait meanwhile.)
+            conn.execution_options(isolation_level="REPEATABLE READ")
         stored = store.latest_note(conn)
         notes = [("stored", stored)] if stored else []
         if checkpoint_text is not None:
@@ -223,9 +237,14 @@ def verify_log(
                 )
                 continue
             try:
-                checkpoints.append((label, open_checkpoint(note, verifier)))
+                cp = open_checkpoint(note, verifier)
             except CheckpointError as exc:
                 scan.add(None, "checkpoint_rejected", f"{label} checkpoint rejected: {exc}")
+                continue
+            if cp.origin != verifier.name:
+                scan.add(None, "checkpoint_rejected", f"{label} checkpoint is for {cp.origin}")
+                continue
+            checkpoints.append((label, cp))
         _scan_entries(conn, scan, {cp.size for _, cp in checkpoints})
         _check_head(conn, scan)
         n, good = len(scan.leaves), []

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from rich.table import Table
 
 import audit
-from audit.publish import consistency_bundle, export_jsonl, inclusion_bundle
+from audit.publish import ProofError, consistency_bundle, export_jsonl, inclusion_bundle
 from safesetting.cli.common import (
     Context,
     console,
@@ -51,7 +51,7 @@ def audit_group() -> None:
 @click.option("--actor", help="Only entries by this actor.")
 @click.option("--project", help="Only entries for this project.")
 @click.option("--action", help="Only this action (query.released), or a family (query.*).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N entries, newest first.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N entries.")
 @json_option
 @pass_context
 @handle_errors
@@ -125,8 +125,8 @@ def verify_command(
     reordered, or if the log is shorter than a checkpoint it once published.
     """
     engine = _engine(ctx)
-    if public_key is None and (ctx.home.signing_key.exists() or audit.latest_checkpoint(engine)):
-        public_key = str(_key(ctx).verifier)
+    if public_key is None and ctx.home.signing_key.exists():
+        public_key = str(_key(ctx).verifier)  # without a key, stored checkpoints fail
     try:
         result = audit.verify_log(
             engine,
@@ -186,6 +186,8 @@ def prove_command(ctx: Context, seq: int, size: int | None, as_json: bool) -> No
     except LookupError as exc:
         raise NotFoundError(str(exc)) from exc
     except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except ProofError as exc:
         raise IntegrityError(str(exc)) from exc
     if as_json:
         print_json(bundle)
@@ -244,6 +246,9 @@ def export_command(ctx: Context, fmt: str, out: Path | None) -> None:
     if out is None:
         export_jsonl(engine, key, sys.stdout)
         return
-    with out.open("w", encoding="utf-8") as fh:
-        cp = export_jsonl(engine, key, fh)
+    try:
+        with out.open("w", encoding="utf-8") as fh:
+            cp = export_jsonl(engine, key, fh)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror}") from exc
     click.echo(f"wrote {cp.size} entries and checkpoint to {out}", err=True)

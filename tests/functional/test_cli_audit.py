@@ -96,6 +96,8 @@ def test_verify_json_and_prove_checkable_by_an_outsider(runner, home):
     assert "proof[0]" in run(runner, home, "prove", "1").output
     run(runner, home, "prove", "7", code=2)
     run(runner, home, "prove", "0", code=2)
+    assert "outside" in run(runner, home, "prove", "3", "--size", "99", code=2).stderr
+    run(runner, home, "export", "--out", str(home / "no" / "such" / "dir.jsonl"), code=2)
 
 
 def test_consistency(runner, home):
@@ -191,8 +193,25 @@ def test_verify_with_a_wrong_public_key(runner, home):
     run(runner, home, "verify", "--public-key", "not-a-key", code=2)
 
 
+def test_verify_without_the_key_fails_rather_than_skipping_signatures(runner, home):
+    fill(home, 2)
+    (home / "checkpoint.key").unlink()
+    result = run(runner, home, "verify", code=3)
+    assert "no_public_key" in result.stderr
+    assert not (home / "checkpoint.key").exists()
+
+
 def test_group_readable_key_is_refused(runner, home):
     fill(home, 1)
     (home / "checkpoint.key").chmod(0o644)
     result = run(runner, home, "checkpoint", code=3)
     assert "chmod 600" in result.stderr
+
+
+def test_prove_refuses_to_hand_out_a_proof_the_log_cannot_back(runner, home):
+    engine = fill(home)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER audit_nodes_no_update")
+        conn.exec_driver_sql("UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 2")
+    result = run(runner, home, "prove", "1", "--size", "4", code=3)
+    assert "does not prove entry 1" in result.stderr

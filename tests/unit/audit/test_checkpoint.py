@@ -133,3 +133,22 @@ def test_sign_checkpoint_after_each_commit(engine, key):
         assert cp.size == 3
         assert cp.root == audit.tree_head(conn).root
     assert audit.sign_checkpoint(engine, key).note == note  # idempotent for the same size
+
+
+def test_sign_checkpoint_inside_the_transaction_commits_or_rolls_back_with_it(engine, key):
+    with engine.begin() as conn:
+        audit.append_entry(conn, actor="a", action="query.released")
+        cp = audit.sign_checkpoint(conn, key)
+    assert cp.size == 1
+    assert audit.latest_checkpoint(engine) == cp.note
+
+    def append_sign_fail() -> None:
+        with engine.begin() as conn:
+            audit.append_entry(conn, actor="a", action="query.released")
+            assert audit.sign_checkpoint(conn, key).size == 2
+            raise RuntimeError("the query failed after signing")
+
+    with pytest.raises(RuntimeError):
+        append_sign_fail()
+    assert audit.latest_checkpoint(engine) == cp.note
+    assert audit.verify_log(engine, public_key=str(key.verifier)).checkpoints == (1,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,31 @@ def test_postgres_tampering_with_triggers_disabled_is_named(pg_engine, key):
         conn.exec_driver_sql("DELETE FROM audit_entries WHERE seq = 3")
     result = audit.verify_log(pg_engine, public_key=str(key.verifier))
     assert result.first_bad_seq == 3
+
+
+def _verify_while_appending(engine: sa.Engine, key: audit.SigningKey) -> None:
+    append(engine, 50, key)
+    stop = threading.Event()
+
+    def appender() -> None:
+        while not stop.is_set():
+            append(engine, 1, key)
+
+    thread = threading.Thread(target=appender)
+    thread.start()
+    try:
+        results = [audit.verify_log(engine, public_key=str(key.verifier)) for _ in range(5)]
+    finally:
+        stop.set()
+        thread.join()
+    assert [r.problems for r in results] == [()] * 5
+    assert results[-1].size >= 50
+
+
+def test_verify_during_appends_sees_one_consistent_state_sqlite(engine, key):
+    _verify_while_appending(engine, key)
+
+
+@pytest.mark.postgres
+def test_verify_during_appends_sees_one_consistent_state_postgres(pg_engine, key):
+    _verify_while_appending(pg_engine, key)

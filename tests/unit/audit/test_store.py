@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -103,6 +103,12 @@ def test_filters(engine):
         assert [e.seq for e in audit.read_entries(conn, limit=2, newest_first=True)] == [7, 6]
         assert len(audit.read_entries(conn, since=date.today())) == 7
         assert audit.read_entries(conn, since=date(2999, 1, 1)) == []
+        first = audit.get_entry(conn, 1)
+        assert first is not None
+        at = datetime.strptime(first.time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert [e.seq for e in audit.read_entries(conn, since=at)][:1] == [1]
+        later = at.astimezone(timezone(timedelta(hours=2))) + timedelta(microseconds=1)
+        assert 1 not in [e.seq for e in audit.read_entries(conn, since=later)]
 
 
 @pytest.mark.parametrize(

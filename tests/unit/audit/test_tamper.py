@@ -209,3 +209,19 @@ def test_tampered_node_cache_is_reported(log, key):
     result = verify(log, key)
     assert not result.ok
     assert "cached subtree over entries 5..6 does not match" in result.problems[0].message
+
+
+def test_checkpoint_for_another_log_by_the_same_key_is_rejected(log, key):
+    with log.connect() as conn:
+        tree = audit.tree_head(conn)
+    note = key.sign_note(audit.checkpoint_body("other.example/log", tree.size, tree.root))
+    result = verify(log, key, checkpoint_text=note)
+    assert "given checkpoint is for other.example/log" in result.problems[0].message
+
+
+def test_a_row_with_a_retyped_seq_is_reported(log, key):
+    with log.begin() as conn:
+        drop_triggers(conn)
+        conn.exec_driver_sql("UPDATE audit_entries SET seq = 'x' WHERE seq = 12")
+    result = verify(log, key)
+    assert result.first_bad_seq == 12
