@@ -22,7 +22,7 @@ a researcher sees everything that stands in the way at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -37,7 +37,7 @@ class Use(StrEnum):
 
     GROUP_KEY = "group_key"
     AGGREGATE = "aggregate"  # the argument of SUM/AVG/MEDIAN/…
-    DISTINCT_COUNT = "distinct_count"  # COUNT(DISTINCT column)
+    COUNT_DISTINCT = "count_distinct"  # COUNT(DISTINCT column)
     FILTER = "filter"
     JOIN_KEY = "join_key"
 
@@ -53,6 +53,21 @@ class ColumnUse:
     column: str
     use: Use
     coarse: bool = True
+
+
+def column_uses(usage: Mapping[str, Iterable[str]]) -> tuple[ColumnUse, ...]:
+    """Turn a plan's ``table.column -> {usage, …}`` map into :class:`ColumnUse` values.
+
+    An unknown usage name raises ``ValueError``: a new way of using a column must be taught
+    to the policy, not silently allowed.
+
+    >>> uses = column_uses({"census.pupil_id": {"join_key"}, "ks2.read_score": ["aggregate"]})
+    >>> [(u.column, u.use.value) for u in uses]
+    [('census.pupil_id', 'join_key'), ('ks2.read_score', 'aggregate')]
+    """
+    return tuple(
+        ColumnUse(column, Use(use)) for column in sorted(usage) for use in sorted(usage[column])
+    )
 
 
 @dataclass(frozen=True)
@@ -227,7 +242,7 @@ def _column_reasons(
             yield from _sensitive_reasons(policy, project, limits, column, cls, approving)
 
 
-_UNIT_USES = frozenset({Use.JOIN_KEY, Use.DISTINCT_COUNT})
+_UNIT_USES = frozenset({Use.JOIN_KEY, Use.COUNT_DISTINCT})
 _QUASI_USES = frozenset({Use.GROUP_KEY, Use.FILTER, Use.JOIN_KEY})
 
 

@@ -63,15 +63,25 @@ _TEMPLATES: Final[dict[str, str]] = {
     "budget_too_large": "a project budget of {epsilon} is more than {limit} allowed for "
     "organisation type '{org_type}'",
     # Query shape (raised by the query engine's validator)
+    "not_a_query": "only a SELECT query can be asked",
+    "multiple_statements": "send exactly one SELECT statement",
     "select_star": "SELECT * is not allowed: name the aggregates you want",
     "bare_column": "column {column} appears outside an aggregate without being grouped by",
+    "ambiguous_column": "column {column} could belong to more than one table: qualify it",
+    "no_aggregate": "the query has no aggregate: ask for COUNT, SUM, AVG or a quantile",
     "no_public_domain": "column {column} has no public domain, so it cannot be grouped by",
     "table_function": "table functions and file access ({name}) are not allowed",
-    "multiple_statements": "send exactly one SELECT statement",
     "subquery": "subqueries, CTEs and set operations are not supported",
     "window_function": "window functions are not allowed",
+    "distinct": "SELECT DISTINCT is not allowed: group by columns with public domains instead",
+    "having": "HAVING is not allowed: it would choose groups by their true values",
+    "order_by": "ORDER BY is not allowed: groups are released in their domain's order",
+    "limit": "LIMIT and OFFSET are not allowed: every group of the domain is released",
     "unsupported_aggregate": "aggregate {name} is not supported",
-    "unsupported_syntax": "{name} is not supported in a query",
+    "unbounded_argument": "the argument of {name} has no clamping bounds in the catalogue",
+    "unsupported_expression": "{name} is not supported in a query",
+    "unsupported_join": "this join is not supported: join private tables on pupil_id (and "
+    "academic_year), public tables on their key",
     "too_many_cells": "the query would release {cells} cells; the limit is {limit}",
 }
 

@@ -92,7 +92,7 @@ def facts(project=None, columns=None):
 
 def _forbidden_use(use: ColumnUse) -> bool:
     name = use.column.partition(".")[2]
-    return name != PRIVACY_UNIT or use.use not in (Use.JOIN_KEY, Use.DISTINCT_COUNT)
+    return name != PRIVACY_UNIT or use.use not in (Use.JOIN_KEY, Use.COUNT_DISTINCT)
 
 
 direct_use = st.builds(

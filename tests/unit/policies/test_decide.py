@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from policies.decide import ColumnUse, Use, check_project, decide
+from policies.decide import ColumnUse, Use, check_project, column_uses, decide
 from policies.load import DEFAULT_POLICY_TOML, parse_policy
 from tests.unit.policies.factories import POLICY, TODAY, facts, project, researcher
 
@@ -124,7 +124,7 @@ def test_direct_identifiers_are_never_usable(column, use):
     ("use", "allowed"),
     [
         (Use.JOIN_KEY, True),
-        (Use.DISTINCT_COUNT, True),
+        (Use.COUNT_DISTINCT, True),
         (Use.GROUP_KEY, False),
         (Use.FILTER, False),
         (Use.AGGREGATE, False),
@@ -144,7 +144,7 @@ def test_pupil_id_only_as_join_key_or_distinct_count(use, allowed):
         (Use.GROUP_KEY, False, False),
         (Use.FILTER, False, False),
         (Use.AGGREGATE, True, False),
-        (Use.DISTINCT_COUNT, True, False),
+        (Use.COUNT_DISTINCT, True, False),
     ],
 )
 def test_quasi_identifiers_only_on_their_domain(use, coarse, allowed):
@@ -305,3 +305,16 @@ class TestCheckProject:
         )
         decision = check_project(policy, replace(project(), purpose="journalism"))
         assert decision.codes == ("restricted_purpose",)
+
+
+def test_column_uses_from_a_plan_usage_map():
+    uses = column_uses(
+        {"pupils.upn": {"filter"}, "census.pupil_id": {"join_key", "count_distinct"}}
+    )
+    assert uses == (
+        ColumnUse("census.pupil_id", Use.COUNT_DISTINCT),
+        ColumnUse("census.pupil_id", Use.JOIN_KEY),
+        ColumnUse("pupils.upn", Use.FILTER),
+    )
+    with pytest.raises(ValueError, match="peek"):
+        column_uses({"census.la_code": {"peek"}})
