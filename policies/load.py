@@ -115,6 +115,8 @@ def parse_policy(text: str) -> Policy:
         data = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyFileError(f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise PolicyFileError("not valid TOML: nested too deeply") from None
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:

@@ -62,6 +62,7 @@ def _with(old: str, new: str) -> str:
     ("text", "message"),
     [
         ("min_cell_count = [", "not valid TOML"),
+        ("x = " + "[" * 100_000 + "]" * 100_000, "nested too deeply"),
         (_with("version = 1", "version = 1\nsurprise = true"), "surprise: Extra inputs"),
         (
             _with('"policing", "commercial_marketing"]', '"policing", "commercial_marketing", 7]'),
