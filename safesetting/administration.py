@@ -81,8 +81,11 @@ class ProjectDetail:
 # --- researchers -------------------------------------------------------------------------
 
 
-def _end_of_day(day: date) -> datetime:
-    return datetime.combine(day, time.max, tzinfo=UTC)
+def _token_expiry(token_expires: str | None, today: date) -> datetime | None:
+    """A token given an end date works until the end of that day (UTC)."""
+    if token_expires is None:
+        return None
+    return datetime.combine(future_date("token-expires", token_expires, today), time.max, UTC)
 
 
 def add_researcher(
@@ -102,9 +105,7 @@ def add_researcher(
         raise UsageError(f"role {ascii(role)} must be one of {', '.join(ROLES)}")
     today = control.today()
     until = future_date("accredited-until", accredited_until, today)
-    expires = None
-    if token_expires is not None:
-        expires = _end_of_day(future_date("token-expires", token_expires, today))
+    expires = _token_expiry(token_expires, today)
     now = control.now()
     with control.transaction() as conn:
         researcher = registry.insert_researcher(
@@ -181,11 +182,9 @@ def renew_researcher(
     check_id("researcher", researcher_id)
     today = control.today()
     until = future_date("accredited-until", accredited_until, today)
-    expires = None
-    if token_expires is not None:
-        if not new_token:
-            raise UsageError("--token-expires only applies with --new-token")
-        expires = _end_of_day(future_date("token-expires", token_expires, today))
+    if token_expires is not None and not new_token:
+        raise UsageError("--token-expires only applies with --new-token")
+    expires = _token_expiry(token_expires, today)
     with control.transaction() as conn:
         researcher = registry.set_accreditation(conn, researcher_id, until)
         request = {"researcher": researcher_id, "accredited_until": until.isoformat()}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from policies.epsilon import to_micro
 from safesetting.store import debit, token_digest
+from safesetting.store import tables as t
 from tests.functional.admin_helpers import (
     FUTURE,
     actions,
@@ -231,3 +233,15 @@ def test_policy_show_and_check(runner, home, tmp_path):
 def test_admin_actor_is_the_operator(runner, home):
     add_researcher(runner, home)
     assert all(e.actor.startswith("admin:") for e in entries(home))
+
+
+def test_token_with_an_end_date(runner, home):
+    token = run_json(
+        runner, home, "admin", "researcher", "add", "ada", "--org", "UCL",
+        "--accredited-until", FUTURE, "--token-expires", "2030-01-01",
+    )["token"]  # fmt: skip
+    add_project(runner, home)
+    run(runner, home, "budget", "--project", "gaps", "--token", token)
+    with engine(home).connect() as conn:
+        expires = conn.execute(sa.select(t.tokens.c.expires_at)).scalar_one()
+    assert expires.isoformat().startswith("2030-01-01T23:59:59")
