@@ -11,6 +11,7 @@ import click
 
 from policies.epsilon import format_epsilon
 from policies.load import PolicyFileError, load_policy
+from policies.model import OrgLimits, Policy
 from safesetting import administration as admin_lib
 from safesetting.cli.common import Context, handle_errors, json_option, pass_context, print_json
 from safesetting.control import load_home_policy, open_control
@@ -365,7 +366,7 @@ def policy_check(ctx: Context, path: str | None, as_json: bool) -> None:
     click.echo(f"{path}: valid (sha256 {digest}); minimum cell count {loaded.min_cell_count}.")
 
 
-def _policy_summary(loaded, digest: str, path: str) -> dict[str, object]:  # noqa: ANN001
+def _policy_summary(loaded: Policy, digest: str, path: str) -> dict[str, object]:
     eps = loaded.epsilon
     return {
         "path": path,
@@ -378,4 +379,18 @@ def _policy_summary(loaded, digest: str, path: str) -> dict[str, object]:  # noq
         "purposes_allowed": ", ".join(loaded.purposes.allowed),
         "purposes_refused": ", ".join(loaded.purposes.refused),
         "column_overrides": ", ".join(f"{k}={v}" for k, v in loaded.columns.items()) or "-",
+        **{f"limits.{name}": _limits(limits) for name, limits in loaded.organisation_types.items()},
     }
+
+
+def _limits(limits: OrgLimits) -> str:
+    parts = []
+    if limits.max_epsilon_per_query is not None:
+        parts.append(f"at most {format_epsilon(limits.max_epsilon_per_query)} epsilon per query")
+    if limits.max_budget_epsilon is not None:
+        parts.append(f"budget at most {format_epsilon(limits.max_budget_epsilon)}")
+    if not limits.special_category_allowed:
+        parts.append("no special-category columns")
+    if not limits.restricted_allowed:
+        parts.append("no restricted columns")
+    return "; ".join(parts) or "policy-wide limits"

@@ -219,6 +219,11 @@ def test_policy_show_and_check(runner, home, tmp_path):
     shown = run_json(runner, home, "admin", "policy", "show")
     assert shown["epsilon_max_per_query"] == "1"
     assert "policing" in shown["purposes_refused"]
+    assert shown["limits.press"] == (
+        "at most 0.5 epsilon per query; budget at most 1; no special-category columns; "
+        "no restricted columns"
+    )
+    assert shown["limits.academic"] == "budget at most 10"
     assert "sha256" in run(runner, home, "admin", "policy", "show").stdout
     assert run_json(runner, home, "admin", "policy", "check")["valid"] is True
     assert "valid" in run(runner, home, "admin", "policy", "check").stdout
