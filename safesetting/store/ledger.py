@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -29,16 +30,20 @@ class Debit:
     dataset_spent_micro: int  # after this debit
 
 
+def _spent(project: str | None = None) -> sa.Select[Any]:
+    """Micro-ε charged to ``project`` (all projects if None), as a query."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(t.ledger.c.epsilon_micro), 0))
+    return query if project is None else query.where(t.ledger.c.project_id == project)
+
+
 def project_spent(conn: sa.Connection, project: str) -> int:
     """Micro-ε spent by ``project`` so far."""
-    total = sa.func.coalesce(sa.func.sum(t.ledger.c.epsilon_micro), 0)
-    return int(conn.execute(sa.select(total).where(t.ledger.c.project_id == project)).scalar_one())
+    return int(conn.execute(_spent(project)).scalar_one())
 
 
 def dataset_spent(conn: sa.Connection) -> int:
     """Micro-ε spent by all projects together: the privacy loss any one pupil may have had."""
-    total = sa.func.coalesce(sa.func.sum(t.ledger.c.epsilon_micro), 0)
-    return int(conn.execute(sa.select(total)).scalar_one())
+    return int(conn.execute(_spent()).scalar_one())
 
 
 def debit(
@@ -64,17 +69,9 @@ def debit(
     ).scalar()
     if budget is None:
         raise NotFoundError(f"no project {project}")
-    spent_by_project = (
-        sa.select(sa.func.coalesce(sa.func.sum(t.ledger.c.epsilon_micro), 0))
-        .where(t.ledger.c.project_id == project)
-        .scalar_subquery()
-    )
-    spent_overall = sa.select(
-        sa.func.coalesce(sa.func.sum(t.ledger.c.epsilon_micro), 0)
-    ).scalar_subquery()
     fits = sa.and_(
-        spent_by_project + epsilon_micro <= int(budget),
-        spent_overall + epsilon_micro <= dataset_cap_micro,
+        _spent(project).scalar_subquery() + epsilon_micro <= int(budget),
+        _spent().scalar_subquery() + epsilon_micro <= dataset_cap_micro,
     )
     row = sa.select(
         sa.literal(project, t.ledger.c.project_id.type),
