@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # One Reason type: the policy's decisions and the errors share it (re-exported here).
-from policies.reasons import Reason
+from policies.reasons import Reason as Reason
 
 
 class SafeSettingError(Exception):
