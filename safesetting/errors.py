@@ -9,16 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class Reason:
-    """A stable reason code with a plain-English message."""
-
-    code: str
-    message: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+# One Reason type: the policy's decisions and the errors share it (re-exported here).
+from policies.reasons import Reason as Reason
 
 
 class SafeSettingError(Exception):

@@ -10,10 +10,14 @@ import sys
 import click
 
 from safesetting import __version__
+from safesetting.cli.admin import admin
+from safesetting.cli.audit import audit_group
+from safesetting.cli.budget import budget
 from safesetting.cli.common import Context
 from safesetting.cli.data import data
+from safesetting.cli.query import query
 
-GROUPS: list[click.Command] = [data]
+GROUPS: list[click.Command] = [data, admin, query, budget, audit_group]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,347 @@
+"""Append-only storage of the log in the control database (SQLAlchemy Core).
+
+Tables:
+
+* ``audit_entries`` — one row per entry: seq (1-based; entry ``seq`` is leaf ``seq - 1``),
+  the columns the CLI filters on, the canonical bytes and the leaf hash.
+* ``audit_nodes`` — every complete perfect subtree of two or more leaves, keyed
+  ``(level, idx)``: proofs read O(log n) of these instead of rehashing the log.
+* ``audit_checkpoints`` — every signed checkpoint, keyed by tree size.
+* ``audit_head`` — one row: the tree size and its *frontier* (the perfect-subtree roots
+  that make up the tree). Appenders lock it, so appends are O(log n) and seqs gap-free.
+
+The first three refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL) with triggers. The
+head is derived state, rewritten on every append; ``verify`` recomputes it from the entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from audit.entry import AuditEntry, check_entry, entry_from_canonical, seal_entry
+from audit.merkle import (
+    HASH_SIZE,
+    consistency_path,
+    extend_frontier,
+    fold_frontier,
+    inclusion_path,
+    range_hash,
+)
+
+metadata = sa.MetaData()
+
+entries = sa.Table(
+    "audit_entries",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time", sa.String(32), nullable=False, index=True),
+    sa.Column("actor", sa.String(200), nullable=False, index=True),
+    sa.Column("action", sa.String(100), nullable=False, index=True),
+    sa.Column("project", sa.String(200), nullable=True, index=True),
+    sa.Column("canonical", sa.LargeBinary, nullable=False),
+    sa.Column("leaf_hash", sa.LargeBinary(HASH_SIZE), nullable=False),
+)
+
+nodes = sa.Table(
+    "audit_nodes",
+    metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(HASH_SIZE), nullable=False),
+)
+
+checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root_hash", sa.LargeBinary(HASH_SIZE), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("signed_at", sa.String(32), nullable=False),
+)
+
+head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tree_size", sa.BigInteger, nullable=False),
+    sa.Column("frontier", sa.LargeBinary, nullable=False),
+)
+
+APPEND_ONLY_TABLES = ("audit_entries", "audit_nodes", "audit_checkpoints")
+_PG_LOCK_KEY = 0x5AFE_A0D1  # advisory lock serialising create_schema on PostgreSQL
+
+
+def _sqlite_triggers(table: str) -> list[str]:
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END"
+        for op in ("UPDATE", "DELETE")
+    ]
+
+
+# "%%": the driver applies its paramstyle to every statement it is given.
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION '%% is append-only: %% refused', TG_TABLE_NAME, TG_OP
+    USING ERRCODE = 'insufficient_privilege';
+END $$
+"""
+
+
+def _pg_triggers(table: str) -> list[str]:
+    return [
+        f"CREATE OR REPLACE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()",
+        f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
+        # ALWAYS: also fire under session_replication_role = replica.
+        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_change",
+        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_truncate",
+        f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM PUBLIC",
+    ]
+
+
+def create_schema(engine: sa.Engine) -> None:
+    """Create the audit tables, the head row and the append-only triggers (idempotent)."""
+    with engine.begin() as conn:
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        metadata.create_all(conn)
+        if dialect == "sqlite":
+            statements = [s for t in APPEND_ONLY_TABLES for s in _sqlite_triggers(t)]
+        elif dialect == "postgresql":
+            statements = [_PG_FUNCTION, *(s for t in APPEND_ONLY_TABLES for s in _pg_triggers(t))]
+        else:
+            raise NotImplementedError(f"append-only triggers for {dialect} are not written")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+        if conn.execute(sa.select(head.c.id)).first() is None:
+            conn.execute(head.insert().values(id=1, tree_size=0, frontier=b""))
+
+
+@lru_cache(maxsize=8)
+def insert_ignoring_duplicates(table: sa.Table, key: str, dialect: str) -> sa.Insert:
+    """``INSERT … ON CONFLICT (key) DO NOTHING`` for SQLite and PostgreSQL (built once)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def utc_now() -> str:
+    """UTC time with microseconds, ISO 8601 with a ``Z`` (sorts as text)."""
+    return datetime.now(UTC).strftime(TIME_FORMAT)
+
+
+# Built once: SQLAlchemy then only looks them up in its compiled cache on each append.
+_LOCK_HEAD = (
+    head.update()
+    .where(head.c.id == 1)
+    .values(tree_size=head.c.tree_size + 1)
+    .returning(head.c.tree_size, head.c.frontier)
+)
+_SET_FRONTIER = head.update().where(head.c.id == 1).values(frontier=sa.bindparam("new_frontier"))
+_READ_HEAD = sa.select(head.c.tree_size, head.c.frontier).where(head.c.id == 1)
+_INSERT_ENTRY = entries.insert()
+_INSERT_NODE = nodes.insert()
+
+
+def split_frontier(blob: bytes) -> list[bytes]:
+    return [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
+
+
+def append_entry(
+    conn: sa.Connection,
+    *,
+    actor: str,
+    action: str,
+    project: str | None = None,
+    request: Mapping[str, Any] | None = None,
+    decision: str | None = None,
+    reasons: Sequence[str] = (),
+    epsilon_micro: int = 0,
+    result_digest: str | None = None,
+    data_version: str | None = None,
+    policy_digest: str | None = None,
+) -> AuditEntry:
+    """Append one entry inside the caller's transaction and return it.
+
+    The entry commits or rolls back with the caller's other writes (a budget debit, say).
+    Content is checked first (``ForbiddenContentError`` for rows, true values, identifiers).
+    The head row is locked by an ``UPDATE … RETURNING`` before anything is read, so
+    concurrent appenders, threads or processes, queue there and get gap-free unique seqs.
+    """
+    body = check_entry(  # refuse bad content before taking the lock
+        actor=actor,
+        action=action,
+        project=project,
+        request=request,
+        decision=decision,
+        reasons=reasons,
+        epsilon_micro=epsilon_micro,
+        result_digest=result_digest,
+        data_version=data_version,
+        policy_digest=policy_digest,
+    )
+    locked = conn.execute(_LOCK_HEAD).one()
+    seq, frontier = int(locked.tree_size), split_frontier(locked.frontier)
+    entry = seal_entry(body, seq, utc_now())
+    created = extend_frontier(frontier, seq - 1, entry.leaf_hash)
+    conn.execute(
+        _INSERT_ENTRY,
+        {
+            "seq": seq,
+            "time": entry.time,
+            "actor": entry.actor,
+            "action": entry.action,
+            "project": entry.project,
+            "canonical": entry.canonical,
+            "leaf_hash": entry.leaf_hash,
+        },
+    )
+    if created:
+        conn.execute(_INSERT_NODE, [{"level": lv, "idx": i, "hash": h} for lv, i, h in created])
+    conn.execute(_SET_FRONTIER, {"new_frontier": b"".join(frontier)})
+    return entry
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    """The stored tree size and root."""
+
+    size: int
+    root: bytes
+
+
+def tree_head(conn: sa.Connection) -> TreeHead:
+    """Size and root of the log as committed (from the head row's frontier)."""
+    row = conn.execute(_READ_HEAD).one()
+    return TreeHead(int(row.tree_size), fold_frontier(split_frontier(row.frontier)))
+
+
+def latest_note(conn: sa.Connection) -> str | None:
+    """The signed checkpoint note with the largest tree size, or None."""
+    note: str | None = conn.execute(
+        sa.select(checkpoints.c.note).order_by(checkpoints.c.tree_size.desc()).limit(1)
+    ).scalar_one_or_none()
+    return note
+
+
+def _row_entry(row: Any) -> AuditEntry:
+    return entry_from_canonical(bytes(row.canonical), bytes(row.leaf_hash))
+
+
+def read_entries(
+    conn: sa.Connection,
+    *,
+    since: date | datetime | None = None,
+    actor: str | None = None,
+    project: str | None = None,
+    action: str | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[AuditEntry]:
+    """Entries matching the filters, by seq. ``action`` may end in ``.*`` (``query.*``)."""
+    query = sa.select(entries.c.canonical, entries.c.leaf_hash)
+    if since is not None:
+        if isinstance(since, datetime):
+            aware = since if since.tzinfo else since.replace(tzinfo=UTC)
+            bound = aware.astimezone(UTC).strftime(TIME_FORMAT)
+        else:
+            bound = since.isoformat()  # "2026-01-01" sorts before that day's times
+        query = query.where(entries.c.time >= bound)
+    if actor is not None:
+        query = query.where(entries.c.actor == actor)
+    if project is not None:
+        query = query.where(entries.c.project == project)
+    if action is not None:
+        if action.endswith(".*"):
+            query = query.where(entries.c.action.startswith(action[:-1], autoescape=True))
+        else:
+            query = query.where(entries.c.action == action)
+    query = query.order_by(entries.c.seq.desc() if newest_first else entries.c.seq)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_row_entry(r) for r in conn.execute(query)]
+
+
+def get_entry(conn: sa.Connection, seq: int) -> AuditEntry | None:
+    """The entry with this seq, or None."""
+    row = conn.execute(
+        sa.select(entries.c.canonical, entries.c.leaf_hash).where(entries.c.seq == seq)
+    ).first()
+    return None if row is None else _row_entry(row)
+
+
+def iter_rows(conn: sa.Connection, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
+    """Every stored entry row ``(seq, time, actor, action, project, canonical, leaf_hash)``
+    in seq order, in batches (keyset pagination keeps memory flat)."""
+    last = -1
+    cols = [entries.c[n] for n in ("seq", "time", "actor", "action", "project")]
+    while True:
+        rows = conn.execute(
+            sa.select(*cols, entries.c.canonical, entries.c.leaf_hash)
+            .where(entries.c.seq > last)
+            .order_by(entries.c.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield tuple(row)
+        last = rows[-1][0]
+
+
+class _StoredNodes:
+    """A ``(level, index) -> hash`` lookup over the stored leaves and node cache."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def __call__(self, level: int, index: int) -> bytes:
+        if level == 0:
+            value = self.conn.execute(
+                sa.select(entries.c.leaf_hash).where(entries.c.seq == index + 1)
+            ).scalar_one_or_none()
+        else:
+            value = self.conn.execute(
+                sa.select(nodes.c.hash).where(nodes.c.level == level, nodes.c.idx == index)
+            ).scalar_one_or_none()
+        if value is None:
+            raise LookupError(f"the log has no subtree ({level}, {index}): it is incomplete")
+        return bytes(value)
+
+
+def _check_size(conn: sa.Connection, size: int) -> None:
+    current = tree_head(conn).size
+    if not 0 <= size <= current:
+        raise ValueError(f"tree size {size} is outside 0..{current}")
+
+
+def root_at(conn: sa.Connection, size: int) -> bytes:
+    """Root of the first ``size`` entries, from the node cache (O(log n) lookups)."""
+    _check_size(conn, size)
+    return range_hash(_StoredNodes(conn), 0, size)
+
+
+def prove_inclusion(conn: sa.Connection, seq: int, size: int) -> list[bytes]:
+    """Inclusion proof for entry ``seq`` (leaf ``seq - 1``) in the tree of ``size`` entries."""
+    _check_size(conn, size)
+    return inclusion_path(_StoredNodes(conn), seq - 1, size)
+
+
+def prove_consistency(conn: sa.Connection, old_size: int, new_size: int) -> list[bytes]:
+    """Consistency proof that the log at ``old_size`` is a prefix of the log at ``new_size``."""
+    _check_size(conn, new_size)
+    return consistency_path(_StoredNodes(conn), old_size, new_size)

@@ -1,0 +1,67 @@
+"""The one place the service writes to the audit log (``audit``).
+
+Every admin change and every access goes through :func:`record`, inside the caller's
+transaction, so the change and its entry commit together or not at all; after the commit
+:func:`sign_checkpoint` signs the new tree head with the home's key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+import audit
+from safesetting.errors import StateError, UsageError
+
+
+def ensure_schema(engine: sa.Engine) -> None:
+    """Create the audit tables and their append-only triggers (idempotent)."""
+    audit.create_schema(engine)
+
+
+def record(
+    conn: sa.Connection,
+    *,
+    actor: str,
+    action: str,
+    project: str | None = None,
+    request: Mapping[str, Any] | None = None,
+    decision: str | None = None,
+    reasons: Iterable[str] = (),
+    epsilon_micro: int = 0,
+    result_digest: str | None = None,
+    data_version: str | None = None,
+    policy_digest: str | None = None,
+) -> audit.AuditEntry:
+    """Append one audit entry in ``conn``'s transaction and return it.
+
+    Content the log refuses (something shaped like a UPN or postcode in a title, say) is
+    unusable input: :class:`UsageError`, and the caller's transaction rolls back.
+    """
+    try:
+        return audit.append_entry(
+            conn,
+            actor=actor,
+            action=action,
+            project=project,
+            request=request,
+            decision=decision,
+            reasons=list(reasons),
+            epsilon_micro=epsilon_micro,
+            result_digest=result_digest,
+            data_version=data_version,
+            policy_digest=policy_digest,
+        )
+    except audit.ForbiddenContentError as exc:
+        raise UsageError(f"refused: the audit log may not record this ({exc})") from None
+
+
+def sign_checkpoint(engine: sa.Engine, key_path: Path) -> audit.Checkpoint:
+    """Sign the committed tree head (call after every commit that appended)."""
+    try:
+        return audit.sign_checkpoint(engine, audit.load_or_create_key(key_path))
+    except audit.CheckpointError as exc:
+        raise StateError(f"cannot sign the audit checkpoint: {exc}") from None

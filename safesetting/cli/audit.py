@@ -1,0 +1,254 @@
+"""``safesetting audit …``: read, verify, prove and export the tamper-evident access log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from rich.table import Table
+
+import audit
+from audit.publish import ProofError, consistency_bundle, export_jsonl, inclusion_bundle
+from safesetting.cli.common import (
+    Context,
+    console,
+    handle_errors,
+    json_option,
+    pass_context,
+    print_json,
+)
+from safesetting.db import engine_for
+from safesetting.errors import IntegrityError, NotFoundError, Reason, UsageError
+
+
+def _engine(ctx: Context) -> sa.Engine:
+    engine = engine_for(ctx.home)
+    audit.create_schema(engine)
+    return engine
+
+
+def _key(ctx: Context) -> audit.SigningKey:
+    try:
+        return audit.load_or_create_key(ctx.home.signing_key)
+    except audit.KeyFileError as exc:
+        raise IntegrityError(str(exc)) from exc
+
+
+@click.group(name="audit")
+def audit_group() -> None:
+    """The append-only, tamper-evident log of every access and admin change.
+
+    Entries are canonical JSON hashed into an RFC 9162 Merkle tree; each commit is followed
+    by a signed checkpoint that anyone holding the public key can check.
+    """
+
+
+@audit_group.command(name="log")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only entries on or after DATE.")
+@click.option("--actor", help="Only entries by this actor.")
+@click.option("--project", help="Only entries for this project.")
+@click.option("--action", help="Only this action (query.released), or a family (query.*).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N entries.")
+@json_option
+@pass_context
+@handle_errors
+def log_command(
+    ctx: Context,
+    since: dt.datetime | None,
+    actor: str | None,
+    project: str | None,
+    action: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List log entries (oldest first, or the newest N with --limit)."""
+    with _engine(ctx).connect() as conn:
+        found = audit.read_entries(
+            conn,
+            since=since.date() if since else None,
+            actor=actor,
+            project=project,
+            action=action,
+            limit=limit,
+            newest_first=limit is not None,
+        )
+    found.sort(key=lambda e: e.seq)
+    if as_json:
+        print_json([e.to_json() for e in found])
+        return
+    table = Table(title=f"Audit log ({len(found)} entries)")
+    table.add_column("seq", justify="right")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("actor", overflow="fold")
+    table.add_column("action", no_wrap=True)
+    for col in ("project", "decision"):
+        table.add_column(col, overflow="fold")
+    table.add_column("ε", justify="right")
+    table.add_column("reasons", overflow="fold")
+    for e in found:
+        table.add_row(
+            str(e.seq),
+            e.time[:19].replace("T", " "),
+            e.actor,
+            e.action,
+            e.project or "",
+            e.decision or "",
+            str(audit.micro_to_epsilon(e.epsilon_micro)) if e.epsilon_micro else "",
+            ", ".join(e.reasons),
+        )
+    console.print(table)
+
+
+@audit_group.command(name="verify")
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A checkpoint published earlier: the log must still extend it.",
+)
+@click.option(
+    "--public-key",
+    help="The log's published verifier key (name+id+key); default: the home's key.",
+)
+@json_option
+@pass_context
+@handle_errors
+def verify_command(
+    ctx: Context, checkpoint_file: Path | None, public_key: str | None, as_json: bool
+) -> None:
+    """Recompute every leaf and the root; check them against the signed checkpoints.
+
+    Exits 3 and names the first bad entry if anything was changed, removed, inserted or
+    reordered, or if the log is shorter than a checkpoint it once published.
+    """
+    engine = _engine(ctx)
+    if public_key is None and ctx.home.signing_key.exists():
+        public_key = str(_key(ctx).verifier)  # without a key, stored checkpoints fail
+    try:
+        result = audit.verify_log(
+            engine,
+            checkpoint_text=checkpoint_file.read_text() if checkpoint_file else None,
+            public_key=public_key,
+        )
+    except audit.CheckpointError as exc:
+        raise UsageError(f"bad public key: {exc}") from exc
+    if not result.ok:
+        first = result.first_bad_seq
+        where = f"; first bad entry: {first}" if first is not None else ""
+        raise IntegrityError(
+            f"audit log verification FAILED{where}",
+            [Reason(p.code, p.message) for p in result.problems],
+        )
+    if as_json:
+        print_json(result.to_json())
+        return
+    signed = ", ".join(str(s) for s in result.checkpoints) or "none yet"
+    click.echo(f"OK: {result.size} entries, root {result.root.hex()}")
+    click.echo(f"signed checkpoints verified at size: {signed}")
+
+
+@audit_group.command(name="checkpoint")
+@click.option("--public-key", "show_key", is_flag=True, help="Print the verifier key instead.")
+@json_option
+@pass_context
+@handle_errors
+def checkpoint_command(ctx: Context, show_key: bool, as_json: bool) -> None:
+    """Print the latest signed checkpoint (signing the current tree head if needed).
+
+    Publish it, and the public key from --public-key, somewhere the operators cannot
+    rewrite: a later `audit verify --checkpoint FILE` then proves the log only grew.
+    """
+    key = _key(ctx)
+    if show_key:
+        click.echo(str(key.verifier))
+        return
+    cp = audit.sign_checkpoint(_engine(ctx), key)
+    if as_json:
+        body = {"origin": cp.origin, "tree_size": cp.size, "root_hash": cp.root.hex()}
+        print_json({**body, "note": cp.note})
+        return
+    click.echo(cp.note, nl=False)
+
+
+@audit_group.command(name="prove")
+@click.argument("seq", type=click.IntRange(min=1))
+@click.option("--size", type=click.IntRange(min=1), help="Tree size to prove against.")
+@json_option
+@pass_context
+@handle_errors
+def prove_command(ctx: Context, seq: int, size: int | None, as_json: bool) -> None:
+    """Inclusion proof that entry SEQ is in the log, checkable by anyone."""
+    try:
+        bundle = inclusion_bundle(_engine(ctx), _key(ctx), seq, size)
+    except LookupError as exc:
+        raise NotFoundError(str(exc)) from exc
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except ProofError as exc:
+        raise IntegrityError(str(exc)) from exc
+    if as_json:
+        print_json(bundle)
+        return
+    console.print(f"entry {seq} (leaf {seq - 1}) in a tree of {bundle['tree_size']} entries")
+    console.print(f"entry:     {bundle['entry']}", soft_wrap=True)
+    console.print(f"leaf hash: {bundle['leaf_hash']}")
+    for i, p in enumerate(bundle["proof"]):
+        console.print(f"proof[{i}]:  {p}")
+    console.print(f"root:      {bundle['root_hash']}")
+    if bundle["checkpoint"]:
+        click.echo(f"\n{bundle['checkpoint']}", nl=False)
+
+
+@audit_group.command(name="consistency")
+@click.argument("old", type=click.IntRange(min=0))
+@click.argument("new", type=click.IntRange(min=0), required=False)
+@json_option
+@pass_context
+@handle_errors
+def consistency_command(ctx: Context, old: int, new: int | None, as_json: bool) -> None:
+    """Proof that the log at size OLD is a prefix of the log at NEW (default: latest)."""
+    try:
+        bundle = consistency_bundle(_engine(ctx), _key(ctx), old, new)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not bundle["consistent"]:
+        raise IntegrityError(f"the log at {old} is not a prefix of the log at {new}")
+    if as_json:
+        print_json(bundle)
+        return
+    console.print(f"size {old} → {bundle['new_size']}: consistent")
+    console.print(f"old root: {bundle['old_root_hash']}\nnew root: {bundle['new_root_hash']}")
+    for i, p in enumerate(bundle["proof"]):
+        console.print(f"proof[{i}]: {p}")
+
+
+@audit_group.command(name="export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl"]),
+    default="jsonl",
+    show_default=True,
+    help="Export format.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout)."
+)
+@pass_context
+@handle_errors
+def export_command(ctx: Context, fmt: str, out: Path | None) -> None:
+    """Export every entry, its leaf hash, the signed checkpoint and the public key as JSON
+    lines, so a third party can verify the log offline (see README, "Auditing")."""
+    engine, key = _engine(ctx), _key(ctx)
+    if out is None:
+        export_jsonl(engine, key, sys.stdout)
+        return
+    try:
+        with out.open("w", encoding="utf-8") as fh:
+            cp = export_jsonl(engine, key, fh)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror}") from exc
+    click.echo(f"wrote {cp.size} entries and checkpoint to {out}", err=True)

@@ -1,0 +1,119 @@
+"""Opening a home's control plane: policy, control database, audit log, in one place.
+
+``open_control(home)`` writes the default ``policy.toml`` on first use, loads and validates
+it, migrates the control database, prepares the audit tables, and logs ``policy.changed``
+when the policy file's SHA-256 differs from the last one recorded. The CLI, the service
+and the server all start here.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from audit import AuditEntry
+from policies.load import PolicyFileError, load_policy, write_default_policy
+from policies.model import Policy
+from safesetting import auditing
+from safesetting.db import engine_for
+from safesetting.errors import StateError, UsageError
+from safesetting.home import Home
+from safesetting.store import LATEST, current_version, migrate
+from safesetting.store import tables as t
+
+
+def operator_actor() -> str:
+    """Who runs admin commands locally: ``admin:<os user>`` (whoever holds the home)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        user = f"uid{os.getuid()}"
+    return f"admin:{user}"
+
+
+@dataclass(frozen=True)
+class Control:
+    """A home's policy and control database, ready to use."""
+
+    home: Home
+    engine: sa.Engine
+    policy: Policy
+    policy_digest: str
+    actor: str
+
+    def record(self, conn: sa.Connection, action: str, **fields: Any) -> AuditEntry:
+        """Audit ``action`` in ``conn``'s transaction, as this control's actor by default."""
+        fields.setdefault("actor", self.actor)
+        return auditing.record(conn, action=action, policy_digest=self.policy_digest, **fields)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """One write transaction; the audit checkpoint is signed after it commits."""
+        with self.engine.begin() as conn:
+            yield conn
+        auditing.sign_checkpoint(self.engine, self.home.signing_key)
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    @staticmethod
+    def today() -> date:
+        return datetime.now(UTC).date()
+
+
+def load_home_policy(home: Home) -> tuple[Policy, str]:
+    """The home's policy and digest, writing the commented default on first use."""
+    home.ensure()
+    write_default_policy(home.policy)
+    try:
+        return load_policy(home.policy)
+    except PolicyFileError as exc:
+        raise UsageError(f"policy: {exc}") from None
+
+
+def open_control(home: Home, *, actor: str | None = None) -> Control:
+    """Load the policy, bring the control database up to date, note a changed policy."""
+    policy, digest = load_home_policy(home)
+    engine = engine_for(home)
+    with engine.connect() as conn:
+        version = current_version(conn)
+    if version > LATEST:
+        raise StateError(
+            f"the control database is at schema version {version}, newer than this "
+            f"safesetting understands ({LATEST}): upgrade safesetting"
+        )
+    migrate(engine)
+    auditing.ensure_schema(engine)
+    control = Control(home, engine, policy, digest, actor or operator_actor())
+    _note_policy(control)
+    return control
+
+
+def _last_digest(conn: sa.Connection) -> str | None:
+    query = sa.select(t.policy_versions.c.digest).order_by(t.policy_versions.c.id.desc())
+    return conn.execute(query.limit(1)).scalar()
+
+
+def _note_policy(control: Control) -> None:
+    with control.engine.connect() as conn:
+        if _last_digest(conn) == control.policy_digest:
+            return
+    with control.transaction() as conn:
+        # The ledger lock row serialises concurrent first opens on PostgreSQL.
+        conn.execute(sa.select(t.ledger_lock.c.id).with_for_update())
+        if _last_digest(conn) == control.policy_digest:
+            return
+        conn.execute(
+            sa.insert(t.policy_versions).values(
+                digest=control.policy_digest, recorded_at=control.now()
+            )
+        )
+        control.record(conn, "policy.changed", request={"policy_path": str(control.home.policy)})

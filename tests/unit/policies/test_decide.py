@@ -1,0 +1,320 @@
+"""decide() and check_project(): every rule, every reason, boundaries exact."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+import pytest
+
+from policies.decide import ColumnUse, Use, check_project, column_uses, decide
+from policies.load import DEFAULT_POLICY_TOML, parse_policy
+from tests.unit.policies.factories import POLICY, TODAY, facts, project, researcher
+
+
+def codes(**changes):
+    return decide(facts(**changes)).codes
+
+
+def test_ordinary_query_is_allowed():
+    decision = decide(facts())
+    assert decision.allowed
+    assert decision.reasons == ()
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"role": "auditor"}, "not_accredited"),
+        ({"role": "admin"}, "not_accredited"),
+        ({"accredited_until": None}, "not_accredited"),
+        ({"accredited_until": TODAY - timedelta(days=1)}, "accreditation_expired"),
+        ({"token_revoked": True}, "token_revoked"),
+    ],
+)
+def test_researcher_rules(change, code):
+    assert codes(researcher=researcher(**change)) == (code,)
+
+
+def test_accreditation_valid_through_its_last_day():
+    assert codes(researcher=researcher(accredited_until=TODAY)) == ()
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"members": frozenset({"bob"})}, "not_a_member"),
+        ({"status": "closed"}, "project_closed"),
+        ({"expires": TODAY - timedelta(days=1)}, "project_expired"),
+        ({"purpose": "policing"}, "purpose_refused"),
+        ({"purpose": "immigration_enforcement"}, "purpose_refused"),
+        ({"purpose": "selling_holidays"}, "purpose_refused"),
+    ],
+)
+def test_project_rules(change, code):
+    assert codes(project=project(**change)) == (code,)
+
+
+def test_project_valid_through_expiry_day():
+    assert codes(project=project(expires=TODAY)) == ()
+
+
+def test_unknown_org_type_is_refused():
+    assert codes(project=project(org_type="bank")) == ("org_type_limit",)
+
+
+def test_every_reason_is_reported_at_once():
+    decision = decide(
+        facts(
+            researcher=researcher(accredited_until=date(2020, 1, 1), token_revoked=True),
+            project=project(members=frozenset(), status="closed", purpose="policing"),
+            columns=(ColumnUse("pupils.upn", Use.FILTER),),
+            epsilon_micro=2_000_000,
+            project_spent_micro=5_000_000,
+            dataset_spent_micro=50_000_000,
+        )
+    )
+    assert not decision.allowed
+    assert decision.codes == (
+        "accreditation_expired",
+        "token_revoked",
+        "not_a_member",
+        "project_closed",
+        "purpose_refused",
+        "table_not_approved",
+        "direct_identifier",
+        "epsilon_too_large",
+        "budget_exhausted",
+        "dataset_cap_reached",
+    )
+    assert all(r.message for r in decision.reasons)
+
+
+def test_tables_must_be_approved_public_ones_need_not():
+    assert codes(tables=frozenset({"census", "ks4"})) == ("table_not_approved",)
+    assert codes(tables=frozenset({"census", "schools", "local_authorities"})) == ()
+
+
+def test_tables_are_inferred_from_columns_too():
+    # Fail closed: a column of an unapproved table counts even if the plan forgot the table.
+    assert codes(columns=(ColumnUse("absence.sessions_possible", Use.AGGREGATE),)) == (
+        "table_not_approved",
+    )
+
+
+def test_unknown_table_and_column():
+    assert codes(tables=frozenset({"secret"})) == ("unknown_table",)
+    assert codes(columns=(ColumnUse("census.shoe_size", Use.GROUP_KEY),)) == ("unknown_column",)
+
+
+@pytest.mark.parametrize("use", list(Use))
+@pytest.mark.parametrize(
+    "column", ["pupils.upn", "pupils.forename", "pupils.surname", "pupils.postcode"]
+)
+def test_direct_identifiers_are_never_usable(column, use):
+    result = codes(
+        project=project(tables=frozenset({"pupils"})),
+        columns=(ColumnUse(column, use),),
+        tables=frozenset({"pupils"}),
+    )
+    assert result == ("direct_identifier",)
+
+
+@pytest.mark.parametrize(
+    ("use", "allowed"),
+    [
+        (Use.JOIN_KEY, True),
+        (Use.COUNT_DISTINCT, True),
+        (Use.GROUP_KEY, False),
+        (Use.FILTER, False),
+        (Use.AGGREGATE, False),
+    ],
+)
+def test_pupil_id_only_as_join_key_or_distinct_count(use, allowed):
+    result = codes(columns=(ColumnUse("census.pupil_id", use),))
+    assert result == (() if allowed else ("direct_identifier",))
+
+
+@pytest.mark.parametrize(
+    ("use", "coarse", "allowed"),
+    [
+        (Use.GROUP_KEY, True, True),
+        (Use.FILTER, True, True),
+        (Use.JOIN_KEY, True, True),
+        (Use.GROUP_KEY, False, False),
+        (Use.FILTER, False, False),
+        (Use.AGGREGATE, True, False),
+        (Use.COUNT_DISTINCT, True, False),
+    ],
+)
+def test_quasi_identifiers_only_on_their_domain(use, coarse, allowed):
+    result = codes(
+        project=project(tables=frozenset({"pupils"})),
+        columns=(ColumnUse("pupils.sex", use, coarse=coarse),),
+        tables=frozenset({"pupils"}),
+    )
+    assert result == (() if allowed else ("quasi_identifier",))
+
+
+def test_special_category_needs_approval():
+    ethnicity = (ColumnUse("census.ethnicity_major", Use.GROUP_KEY),)
+    assert codes(columns=ethnicity) == ()
+    assert codes(columns=ethnicity, project=project(approved_columns=frozenset())) == (
+        "column_not_approved",
+    )
+    sen = (ColumnUse("census.sen_provision", Use.FILTER),)
+    decision = decide(facts(columns=sen))
+    assert decision.codes == ("column_not_approved",)
+    assert "special category" in decision.reasons[0].message
+
+
+@pytest.mark.parametrize("org_type", ["commercial", "press"])
+def test_special_and_restricted_closed_to_commercial_and_press(org_type):
+    columns = (
+        ColumnUse("census.ethnicity_major", Use.GROUP_KEY),
+        ColumnUse("census.nationality", Use.GROUP_KEY),
+    )
+    decision = decide(facts(columns=columns, project=project(org_type=org_type)))
+    assert decision.codes == ("org_type_limit", "org_type_limit")  # one per column
+    assert "ethnicity_major" in decision.reasons[0].message
+    assert "nationality" in decision.reasons[1].message
+
+
+def test_restricted_needs_educational_purpose_and_approval():
+    nationality = (ColumnUse("census.nationality", Use.GROUP_KEY),)
+    assert codes(columns=nationality) == ()
+    assert codes(columns=nationality, project=project(approved_columns=frozenset())) == (
+        "column_not_approved",
+    )
+    policy = parse_policy(
+        DEFAULT_POLICY_TOML.replace(
+            'educational = ["educational_research", "official_statistics", '
+            '"education_policy_evaluation"]',
+            'educational = ["educational_research"]',
+        )
+    )
+    result = decide(
+        facts(
+            policy=policy,
+            columns=nationality,
+            project=project(purpose="official_statistics"),
+        )
+    )
+    assert result.codes == ("restricted_purpose",)
+
+
+def test_column_classes_can_be_overridden():
+    policy = parse_policy(
+        DEFAULT_POLICY_TOML.replace(
+            '# "census.language_group" = "special_category"',
+            '"census.language_group" = "special_category"',
+        )
+    )
+    language = (ColumnUse("census.language_group", Use.GROUP_KEY),)
+    assert codes(columns=language) == ()
+    assert decide(facts(policy=policy, columns=language)).codes == ("column_not_approved",)
+
+
+def test_repeated_problems_are_reported_once():
+    columns = (ColumnUse("census.sen_provision", Use.FILTER),) * 3
+    assert decide(facts(columns=columns)).reasons == decide(facts(columns=columns[:1])).reasons
+
+
+@pytest.mark.parametrize("epsilon", [0, -1])
+def test_epsilon_must_be_positive(epsilon):
+    assert codes(epsilon_micro=epsilon) == ("epsilon_not_positive",)
+
+
+def test_epsilon_limits_exact_at_the_boundary():
+    assert codes(epsilon_micro=POLICY.epsilon.max_per_query) == ()
+    assert codes(epsilon_micro=POLICY.epsilon.max_per_query + 1) == ("epsilon_too_large",)
+    commercial = project(org_type="commercial")
+    assert codes(project=commercial, epsilon_micro=500_000) == ()
+    assert codes(project=commercial, epsilon_micro=500_001) == ("org_type_limit",)
+
+
+def test_project_budget_exact():
+    assert codes(project_spent_micro=4_500_000, epsilon_micro=500_000) == ()
+    result = decide(facts(project_spent_micro=4_500_001, epsilon_micro=500_000))
+    assert result.codes == ("budget_exhausted",)
+    assert "0.499999 of its privacy budget left" in result.reasons[0].message
+
+
+def test_overspent_project_reports_zero_left():
+    result = decide(facts(project_spent_micro=9_000_000))
+    assert "has 0 of its privacy budget left" in result.reasons[0].message
+
+
+def test_dataset_cap_exact():
+    cap = POLICY.epsilon.dataset_cap
+    assert codes(dataset_spent_micro=cap - 500_000) == ()
+    assert codes(dataset_spent_micro=cap - 499_999) == ("dataset_cap_reached",)
+    assert codes(dataset_spent_micro=cap + 7) == ("dataset_cap_reached",)
+
+
+class TestCheckProject:
+    def test_ordinary_application_is_approved(self):
+        assert check_project(POLICY, project()).allowed
+
+    def test_refused_purpose(self):
+        decision = check_project(POLICY, project(purpose="policing"))
+        # The nationality column it asked for is restricted: that is a second reason.
+        assert decision.codes == ("purpose_refused", "restricted_purpose")
+
+    def test_budget_over_org_type_cap(self):
+        decision = check_project(POLICY, project(org_type="press", approved_columns=frozenset()))
+        assert decision.codes == ("budget_too_large",)
+        assert check_project(
+            POLICY, project(org_type="press", budget_micro=1_000_000, approved_columns=frozenset())
+        ).allowed
+
+    def test_no_cap_for_org_type_without_one(self):
+        policy = parse_policy(DEFAULT_POLICY_TOML.replace("max_budget_epsilon = 10\n", "", 1))
+        assert check_project(policy, project(budget_micro=40_000_000)).allowed
+
+    def test_unknown_org_type(self):
+        assert check_project(POLICY, project(org_type="bank")).codes == ("org_type_limit",)
+
+    def test_tables_and_columns(self):
+        decision = check_project(
+            POLICY,
+            project(
+                tables=frozenset({"census", "nowhere"}),
+                approved_columns=frozenset(
+                    {"pupils.upn", "census.pupil_id", "ks4.maths_grade", "x.y", "pupils.sex"}
+                ),
+            ),
+        )
+        assert decision.codes == (
+            "unknown_table",
+            "direct_identifier",
+            "direct_identifier",
+            "unknown_column",
+        )
+
+    def test_special_for_commercial(self):
+        decision = check_project(POLICY, project(org_type="commercial", budget_micro=1_000_000))
+        assert decision.codes == ("org_type_limit", "org_type_limit")
+
+    def test_restricted_for_non_educational_allowed_purpose(self):
+        policy = parse_policy(
+            DEFAULT_POLICY_TOML.replace(
+                'allowed = ["educational_research",',
+                'allowed = ["journalism", "educational_research",',
+            )
+        )
+        decision = check_project(policy, replace(project(), purpose="journalism"))
+        assert decision.codes == ("restricted_purpose",)
+
+
+def test_column_uses_from_a_plan_usage_map():
+    uses = column_uses(
+        {"pupils.upn": {"filter"}, "census.pupil_id": {"join_key", "count_distinct"}}
+    )
+    assert uses == (
+        ColumnUse("census.pupil_id", Use.COUNT_DISTINCT),
+        ColumnUse("census.pupil_id", Use.JOIN_KEY),
+        ColumnUse("pupils.upn", Use.FILTER),
+    )
+    with pytest.raises(ValueError, match="peek"):
+        column_uses({"census.la_code": {"peek"}})

@@ -1,0 +1,91 @@
+"""The reason registry, the exact-ε helpers and the doctests of the pure modules."""
+
+from __future__ import annotations
+
+import doctest
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+import policies.decide
+import policies.epsilon
+import policies.load
+import policies.model
+import policies.reasons
+from policies.epsilon import format_epsilon, to_float, to_micro
+from policies.reasons import REASON_CODES, describe, reason
+
+ISSUE_CODES = [
+    "not_accredited",
+    "accreditation_expired",
+    "token_revoked",
+    "not_a_member",
+    "project_expired",
+    "project_closed",
+    "purpose_refused",
+    "table_not_approved",
+    "column_not_approved",
+    "direct_identifier",
+    "restricted_purpose",
+    "epsilon_too_large",
+    "budget_exhausted",
+    "dataset_cap_reached",
+    "org_type_limit",
+    "select_star",
+    "bare_column",
+    "no_public_domain",
+    "table_function",
+    "multiple_statements",
+    "subquery",
+    "window_function",
+    "unknown_table",
+    "unknown_column",
+    "unsupported_aggregate",
+    "too_many_cells",
+]
+
+
+def test_registry_has_every_code_the_design_names():
+    assert set(ISSUE_CODES) <= set(REASON_CODES)
+    assert len(set(REASON_CODES)) == len(REASON_CODES)
+    assert all(code.replace("_", "").isalpha() and code.islower() for code in REASON_CODES)
+
+
+def test_reason_needs_known_code_and_its_parameters():
+    with pytest.raises(KeyError):
+        reason("made_up")
+    with pytest.raises(KeyError):
+        reason("project_closed")
+    assert describe("table_not_approved") == "table <table> is not approved for project <project>"
+
+
+@pytest.mark.parametrize(
+    ("value", "micro"),
+    [(1, 1_000_000), ("0.1", 100_000), (Decimal("2.5"), 2_500_000), (Fraction(1, 8), 125_000)],
+)
+def test_to_micro_exact(value, micro):
+    assert to_micro(value) == micro
+
+
+@pytest.mark.parametrize("value", [0.1, True, None, "abc", "inf", Fraction(1, 3), 10**13])
+def test_to_micro_refuses(value):
+    with pytest.raises(ValueError, match="epsilon"):
+        to_micro(value)
+
+
+def test_tenths_add_up_exactly():
+    assert sum(to_micro("0.1") for _ in range(10)) == to_micro(1)
+    assert format_epsilon(to_micro("0.1") * 3) == "0.3"
+    assert format_epsilon(0) == "0"
+    assert format_epsilon(-1_500_000) == "-1.5"
+    assert to_float(300_000) == 0.3
+
+
+@pytest.mark.parametrize(
+    "module", [policies.decide, policies.epsilon, policies.load, policies.model, policies.reasons]
+)
+def test_doctests(module):
+    result = doctest.testmod(module)
+    assert result.failed == 0
+    assert result.attempted > 0 or module is policies.model

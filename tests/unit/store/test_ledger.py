@@ -1,0 +1,84 @@
+"""The ledger: exact micro-ε, both limits enforced, nothing written on refusal."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from safesetting.errors import BudgetExhaustedError, NotFoundError
+from safesetting.store import dataset_spent, debit, project_spent
+from safesetting.store.registry import insert_project
+from tests.unit.store.test_registry import NOW, add_ada, facts
+
+CAP = 3_000_000
+
+
+@pytest.fixture
+def ledger_engine(engine):
+    with engine.begin() as conn:
+        add_ada(conn)
+        insert_project(conn, facts(id="p1", budget_micro=1_000_000), title="T", now=NOW)
+        insert_project(conn, facts(id="p2", budget_micro=5_000_000), title="T", now=NOW)
+    return engine
+
+
+def test_tenths_exhaust_a_budget_of_one_exactly(ledger_engine):
+    for i in range(10):
+        with ledger_engine.begin() as conn:
+            result = debit(conn, "p1", 100_000, f"q{i}", dataset_cap_micro=CAP)
+    assert result.project_spent_micro == 1_000_000
+    with ledger_engine.begin() as conn, pytest.raises(BudgetExhaustedError) as info:
+        debit(conn, "p1", 1, "q-extra", dataset_cap_micro=CAP)
+    assert [r.code for r in info.value.reasons] == ["budget_exhausted"]
+    assert "has 0 of its privacy budget left" in info.value.reasons[0].message
+    with ledger_engine.connect() as conn:
+        assert project_spent(conn, "p1") == 1_000_000
+        assert dataset_spent(conn) == 1_000_000
+        assert project_spent(conn, "p2") == 0
+
+
+def test_dataset_cap_spans_projects(ledger_engine):
+    with ledger_engine.begin() as conn:
+        debit(conn, "p1", 1_000_000, "a", dataset_cap_micro=CAP)
+        debit(conn, "p2", 2_000_000, "b", dataset_cap_micro=CAP)
+    with ledger_engine.begin() as conn, pytest.raises(BudgetExhaustedError) as info:
+        debit(conn, "p2", 500_000, "c", dataset_cap_micro=CAP)
+    assert [r.code for r in info.value.reasons] == ["dataset_cap_reached"]
+
+
+def test_both_limits_reported(ledger_engine):
+    with ledger_engine.begin() as conn:
+        debit(conn, "p1", 1_000_000, "a", dataset_cap_micro=1_000_000)
+    with ledger_engine.begin() as conn, pytest.raises(BudgetExhaustedError) as info:
+        debit(conn, "p1", 1, "b", dataset_cap_micro=1_000_000)
+    assert [r.code for r in info.value.reasons] == ["budget_exhausted", "dataset_cap_reached"]
+
+
+def test_debit_rolls_back_with_the_callers_transaction(ledger_engine):
+    def debit_then_fail():
+        with ledger_engine.begin() as conn:
+            debit(conn, "p2", 500_000, "a", dataset_cap_micro=CAP)
+            raise RuntimeError("the audit append failed")
+
+    with pytest.raises(RuntimeError):
+        debit_then_fail()
+    with ledger_engine.connect() as conn:
+        assert project_spent(conn, "p2") == 0
+
+
+def test_query_id_charged_once(ledger_engine):
+    with ledger_engine.begin() as conn:
+        debit(conn, "p2", 500_000, "same", dataset_cap_micro=CAP)
+    with pytest.raises(sa.exc.IntegrityError), ledger_engine.begin() as conn:
+        debit(conn, "p2", 500_000, "same", dataset_cap_micro=CAP)
+
+
+@pytest.mark.parametrize("epsilon", [0, -5, True, 0.5])
+def test_bad_debits(ledger_engine, epsilon):
+    with ledger_engine.begin() as conn, pytest.raises(ValueError, match="positive integer"):
+        debit(conn, "p2", epsilon, "x", dataset_cap_micro=CAP)
+
+
+def test_unknown_project(ledger_engine):
+    with ledger_engine.begin() as conn, pytest.raises(NotFoundError):
+        debit(conn, "nope", 1, "x", dataset_cap_micro=CAP)
