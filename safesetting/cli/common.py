@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from safesetting.backend import Backend, backend_for
 from safesetting.errors import SafeSettingError, envelope_for
 from safesetting.home import Home
 
@@ -31,6 +32,10 @@ class Context:
     @classmethod
     def for_home(cls, home: str | None) -> Context:
         return cls(Home.resolve(home))
+
+    def backend(self, token: str | None) -> Backend:
+        """The home in this process, or the server at SAFESETTING_URL."""
+        return backend_for(self.home, token)
 
 
 pass_context = click.make_pass_decorator(Context)

@@ -24,9 +24,8 @@ from safesetting.results import DENIED, DRY_RUN, QueryResult
 @click.option("--project", required=True, help="The approved project this question is for.")
 @click.option(
     "--epsilon",
-    type=float,
     default=None,
-    help="Privacy cost to spend (default: the policy's default ε per query).",
+    help="Privacy cost to spend, e.g. 0.5 (default: the policy's default ε per query).",
 )
 @click.option("--dry-run", is_flag=True, help="Report cost and expected error; spend nothing.")
 @token_option
@@ -37,7 +36,7 @@ def query(
     ctx: Context,
     sql: str,
     project: str,
-    epsilon: float | None,
+    epsilon: str | None,
     dry_run: bool,
     token: str | None,
     as_json: bool,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from safesetting.engine.plan import QueryPlan
+from safesetting.engine.plan import ColumnRef, QueryPlan
 from synthetic.schema import TABLES, Table
 
 OPTOUT_TABLE = "__optout"  # pupil_ids of opted-out pupils, inside the sandbox only
@@ -198,7 +198,7 @@ def compile_plan(
     return CompiledQuery(final.sql(dialect="duckdb"), bound, len(keys), tuple(parts))
 
 
-def _q(ref) -> exp.Column:  # noqa: ANN001 - ColumnRef
+def _q(ref: ColumnRef) -> exp.Column:
     return exp.column(ref.column, table=ref.table, quoted=True)
 
 

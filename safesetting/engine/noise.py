@@ -78,11 +78,11 @@ def _candidates(agg: Aggregate) -> list[float]:
 
 
 @lru_cache(maxsize=1024)
-def _quantile_meas(cands: tuple[float, ...], q: float, d_in: int, epsilon: float):  # noqa: ANN202
+def _quantile_meas(cands: tuple[float, ...], q: float, d_in: int, epsilon: float):
     dom = dp.vector_domain(dp.atom_domain(T=float, nan=False))
     met = dp.symmetric_distance()
 
-    def make(s: float):  # noqa: ANN202
+    def make(s: float):
         return dp.m.make_private_quantile(
             dom, met, dp.max_divergence(), candidates=list(cands), alpha=q, scale=s
         )

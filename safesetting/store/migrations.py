@@ -55,6 +55,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "budget ledger", _ledger),
     Migration(3, "policy versions", _create(t.policy_versions)),
+    Migration(4, "queries and the release cache", _create(t.queries)),
 )
 LATEST = MIGRATIONS[-1].version
 

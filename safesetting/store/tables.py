@@ -118,3 +118,22 @@ policy_versions = sa.Table(
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("recorded_at", UTC_TIME, nullable=False),
 )
+
+# --- migration 4: queries and the release cache -------------------------------------------
+# One row per accepted query. ``result`` holds only what was released (noisy values and
+# error bounds, as JSON): it is the release cache and lets a researcher read a result again.
+queries = sa.Table(
+    "queries",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("researcher_id", ID, nullable=False),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),  # accepted | released | failed
+    sa.Column("cache_key", sa.String(64), nullable=False, index=True),
+    sa.Column("plan_digest", sa.String(64), nullable=False),
+    sa.Column("epsilon_micro", sa.BigInteger, nullable=False),
+    sa.Column("data_version", sa.String(64), nullable=False),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("released_at", UTC_TIME, nullable=True),
+)

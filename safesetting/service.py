@@ -1,0 +1,426 @@
+"""One request's orchestration: authenticate → parse → decide → cache → debit + audit →
+sandbox → OpenDP → release + audit (DESIGN.md §2). The CLI and the server both call this.
+
+Order matters for privacy: the budget debit and the ``query.accepted`` audit entry commit
+together *before* the true aggregates are computed; if the process dies after that, the
+budget stays spent and the log shows an access without a release — never the reverse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from policies.decide import Facts, column_uses, decide
+from policies.epsilon import format_epsilon, to_float, to_micro
+from policies.reasons import reason
+from safesetting.control import Control
+from safesetting.engine.compile import compile_plan, needed_columns
+from safesetting.engine.execute import Sandbox
+from safesetting.engine.noise import expected_errors, release
+from safesetting.engine.parse import Catalogue, parse_query
+from safesetting.engine.plan import QueryPlan, Refusal
+from safesetting.errors import (
+    AuthenticationError,
+    BudgetExhaustedError,
+    NotFoundError,
+    PermissionDeniedError,
+    Reason,
+    SafeSettingError,
+    StateError,
+    UsageError,
+)
+from safesetting.results import CACHED, DENIED, DRY_RUN, RELEASED, QueryResult
+from safesetting.store import authenticate, dataset_spent, debit, get_project, project_spent
+from safesetting.store import queries as q
+from safesetting.store.registry import optout_upns
+from synthetic.load import read_data_version
+
+log = logging.getLogger("safesetting.service")
+BUDGET_CODES = frozenset({"budget_exhausted", "dataset_cap_reached"})
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the service knows about the data without reading a row of it."""
+
+    version: str
+    ref_domains: dict[str, tuple[object, ...]]
+
+
+@lru_cache(maxsize=8)
+def _data_info(path: str, mtime_ns: int) -> DataInfo:  # noqa: ARG001 - mtime keys the cache
+    version = read_data_version(path).id
+    con = duckdb.connect(path, read_only=True)
+    try:
+        urns = tuple(r[0] for r in con.execute("SELECT urn FROM schools ORDER BY urn").fetchall())
+    finally:
+        con.close()
+    return DataInfo(version, {"schools.urn": urns})
+
+
+def data_info(db_path: Path) -> DataInfo:
+    if not db_path.is_file():
+        raise StateError(f"no data in {db_path.parent}: run `safesetting data generate` first")
+    return _data_info(str(db_path), db_path.stat().st_mtime_ns)
+
+
+def parse_epsilon_text(value: object) -> int:
+    """ε as typed by a person (``0.5``) → exact micro-ε; unusable input otherwise."""
+    try:
+        micro = to_micro(str(Decimal(str(value))))
+    except (ValueError, InvalidOperation):
+        raise UsageError(
+            f"epsilon must be a number with at most 6 decimals, not {value!r}"
+        ) from None
+    if micro <= 0:
+        raise UsageError("epsilon must be greater than 0")
+    return micro
+
+
+class QueryService:
+    """Answers researchers' queries for one home (local mode and the server share it)."""
+
+    def __init__(self, control: Control) -> None:
+        self.control = control
+        self.policy = control.policy
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _audit(self, action: str, **fields: Any) -> int:
+        with self.control.transaction() as conn:
+            return self.control.record(conn, action, **fields).seq
+
+    def _authenticate(self, token: str | None, project: str, roles: tuple[str, ...]):
+        try:
+            with self.control.engine.connect() as conn:
+                return authenticate(conn, token, roles=roles)
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            self._audit(
+                "auth.failed",
+                actor="anonymous" if isinstance(exc, AuthenticationError) else "researcher",
+                project=project,
+                decision="denied",
+                reasons=[r.code for r in exc.reasons],
+            )
+            raise
+
+    def catalogue(self, info: DataInfo) -> Catalogue:
+        return Catalogue(ref_domains=info.ref_domains)
+
+    def min_year(self) -> int:
+        """Records older than the retention period are never used."""
+        return self.control.today().year - self.policy.retention_years
+
+    # -- the query path --------------------------------------------------------------------
+    def submit(
+        self,
+        token: str | None,
+        sql: str,
+        project_id: str,
+        epsilon: object | None = None,
+        dry_run: bool = False,
+    ) -> QueryResult:
+        """Run one query request end to end; a refusal is a result, not an exception."""
+        researcher = self._authenticate(token, project_id, ("researcher",))
+        actor = f"researcher:{researcher.id}"
+        epsilon_micro = (
+            parse_epsilon_text(epsilon) if epsilon is not None
+            else self.policy.epsilon.default_per_query
+        )  # fmt: skip
+        info = data_info(self.control.home.database)
+        query_id = uuid.uuid4().hex[:20]
+        sql_digest = hashlib.sha256(sql.encode()).hexdigest()
+        try:
+            parsed = parse_query(sql, self.catalogue(info))
+        except UsageError as exc:
+            self._audit(
+                "query.invalid",
+                actor=actor,
+                project=project_id,
+                request={"query_id": query_id, "sql_sha256": sql_digest},
+                decision="invalid",
+                reasons=["syntax_error"],
+                data_version=info.version,
+            )
+            raise UsageError(exc.message) from None
+        reasons, project = self._check(researcher, project_id, parsed, epsilon_micro)
+        request: dict[str, Any] = {"query_id": query_id, "sql_sha256": sql_digest}
+        if isinstance(parsed, QueryPlan):
+            request.update(plan_sha256=parsed.digest(), tables=list(parsed.tables))
+        if reasons:
+            seq = self._audit(
+                "query.denied",
+                actor=actor,
+                project=project_id,
+                request=request,
+                decision="denied",
+                reasons=[r.code for r in reasons],
+                data_version=info.version,
+            )
+            return self._denied(query_id, project_id, reasons, seq)
+        plan = parsed
+        if not isinstance(plan, QueryPlan):  # a refusal always carries reasons
+            raise SafeSettingError("a refused query reached the release path")
+        compiled = compile_plan(plan, min_year=self.min_year(), salt=plan.digest())
+        if dry_run:
+            return self._dry_run(
+                query_id, actor, project_id, plan, compiled, epsilon_micro, info, request
+            )
+        cache_key = self._cache_key(plan, epsilon_micro, info)
+        with self.control.engine.connect() as conn:
+            cached = q.cached_result(conn, cache_key)
+        if cached is not None:
+            return self._cached(query_id, actor, project_id, cached, request, info, cache_key)
+        # ONE transaction: the debit, the query row and the audit entry, before any data is read.
+        try:
+            with self.control.transaction() as conn:
+                debit(
+                    conn,
+                    project_id,
+                    epsilon_micro,
+                    query_id,
+                    dataset_cap_micro=self.policy.epsilon.dataset_cap,
+                )
+                q.insert_query(
+                    conn,
+                    query_id=query_id,
+                    researcher=researcher.id,
+                    project=project_id,
+                    cache_key=cache_key,
+                    plan_digest=plan.digest(),
+                    epsilon_micro=epsilon_micro,
+                    data_version=info.version,
+                )
+                self.control.record(
+                    conn,
+                    "query.accepted",
+                    actor=actor,
+                    project=project_id,
+                    request={**request, "normalised": plan.normalised()},
+                    decision="allowed",
+                    epsilon_micro=epsilon_micro,
+                    data_version=info.version,
+                )
+        except BudgetExhaustedError as exc:  # lost a race with a concurrent query
+            seq = self._audit(
+                "query.denied",
+                actor=actor,
+                project=project_id,
+                request=request,
+                decision="denied",
+                reasons=[r.code for r in exc.reasons],
+                data_version=info.version,
+            )
+            return self._denied(query_id, project_id, list(exc.reasons), seq)
+        try:
+            with self.control.engine.connect() as conn:
+                optouts = optout_upns(conn)
+            box = Sandbox(self.control.home.database, needed_columns(plan), optouts)
+            try:
+                true_rows = box.run(compiled.sql)
+            finally:
+                box.close()
+            released = release(plan, compiled, true_rows, epsilon_micro, self.policy.min_cell_count)
+            del true_rows  # the true aggregates end here
+        except Exception as exc:
+            self._fail(query_id, actor, project_id, request, info, exc)
+            raise
+        result = QueryResult(
+            status=RELEASED,
+            query_id=query_id,
+            columns=released.columns,
+            rows=released.rows,
+            error=released.errors,
+            epsilon_spent=to_float(epsilon_micro),
+            project=project_id,
+            epsilon=to_float(epsilon_micro),
+            contribution_bound=released.bound,
+            notes=released.notes,
+            data_version=info.version,
+        )
+        stored = result.to_json()
+        digest = _result_digest(stored)
+        with self.control.transaction() as conn:
+            q.finish_query(conn, query_id, q.RELEASED, stored)
+            entry = self.control.record(
+                conn,
+                "query.released",
+                actor=actor,
+                project=project_id,
+                request=request,
+                decision="allowed",
+                result_digest=digest,
+                data_version=info.version,
+            )
+        result.audit_seq = entry.seq
+        result.budget_remaining = self._remaining(project_id)
+        return result
+
+    def _check(
+        self,
+        researcher,
+        project_id: str,
+        parsed: QueryPlan | Refusal,
+        epsilon_micro: int,
+    ) -> tuple[list[Reason], Any]:
+        """Every reason to refuse: the query's shape and the policy's decision together."""
+        reasons: list[Reason] = list(parsed.reasons) if isinstance(parsed, Refusal) else []
+        with self.control.engine.connect() as conn:
+            try:
+                project = get_project(conn, project_id)
+            except NotFoundError:
+                # An unknown project looks like someone else's: ids cannot be probed.
+                reasons.append(reason("not_a_member", researcher=researcher.id, project=project_id))
+                return reasons, None
+            spent, overall = project_spent(conn, project_id), dataset_spent(conn)
+        plan = parsed if isinstance(parsed, QueryPlan) else None
+        facts = Facts(
+            policy=self.policy,
+            researcher=researcher.facts(),
+            project=project.facts(),
+            columns=column_uses(plan.usage) if plan else (),
+            epsilon_micro=epsilon_micro,
+            project_spent_micro=spent,
+            dataset_spent_micro=overall,
+            today=self.control.today(),
+            tables=frozenset(plan.tables) if plan else frozenset(),
+        )
+        decision = decide(facts)
+        reasons += [r for r in decision.reasons if r not in reasons]
+        return reasons, project
+
+    def _cache_key(self, plan: QueryPlan, epsilon_micro: int, info: DataInfo) -> str:
+        """Same normalised plan, ε, data, opt-outs and policy → the same released answer."""
+        with self.control.engine.connect() as conn:
+            optouts = hashlib.sha256("\n".join(sorted(optout_upns(conn))).encode()).hexdigest()
+        parts = [plan.normalised(), str(epsilon_micro), info.version, optouts,
+                 self.control.policy_digest, str(self.min_year())]  # fmt: skip
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    def _denied(self, query_id: str, project: str, reasons: list[Reason], seq: int) -> QueryResult:
+        return QueryResult(
+            status=DENIED,
+            query_id=query_id,
+            reasons=reasons,
+            project=project,
+            audit_seq=seq,
+            budget_remaining=self._remaining(project),
+        )
+
+    def _dry_run(self, query_id, actor, project_id, plan, compiled, epsilon_micro, info, request):
+        expected = expected_errors(plan, compiled, epsilon_micro)
+        seq = self._audit(
+            "query.dry_run",
+            actor=actor,
+            project=project_id,
+            request=request,
+            decision="allowed",
+            data_version=info.version,
+        )
+        return QueryResult(
+            status=DRY_RUN,
+            query_id=query_id,
+            columns=plan.labels,
+            project=project_id,
+            epsilon=to_float(epsilon_micro),
+            contribution_bound=compiled.bound.rows,
+            audit_seq=seq,
+            budget_remaining=self._remaining(project_id),
+            expected=[
+                {
+                    "label": e.label,
+                    "mechanism": e.mechanism,
+                    "scale": e.scale,
+                    "half_width": e.half_width,
+                }
+                for e in expected
+            ],
+            notes=[f"would cost ε = {format_epsilon(epsilon_micro)}; nothing was spent"],
+            data_version=info.version,
+        )
+
+    def _cached(self, query_id, actor, project_id, cached, request, info, cache_key):
+        seq = self._audit(
+            "query.cached",
+            actor=actor,
+            project=project_id,
+            request={**request, "cached_query_id": cached["query_id"]},
+            decision="allowed",
+            result_digest=_result_digest(cached),
+            data_version=info.version,
+        )
+        result = QueryResult.from_json(cached)
+        result.status = CACHED
+        result.query_id = query_id
+        result.epsilon_spent = 0.0
+        result.project = project_id
+        result.audit_seq = seq
+        result.budget_remaining = self._remaining(project_id)
+        result.notes = [
+            *result.notes,
+            f"answered from the cache (first released as query {cached['query_id']})",
+        ]
+        return result
+
+    def _fail(self, query_id, actor, project_id, request, info, exc) -> None:
+        incident = uuid.uuid4().hex[:12]
+        log.error("query %s failed (incident %s)", query_id, incident, exc_info=exc)
+        with self.control.transaction() as conn:
+            q.finish_query(conn, query_id, q.FAILED, None)
+            self.control.record(
+                conn,
+                "query.failed",
+                actor=actor,
+                project=project_id,
+                request={**request, "incident": incident},
+                decision="failed",
+                reasons=[getattr(exc, "kind", "internal")],
+                data_version=info.version,
+            )
+
+    def _remaining(self, project_id: str) -> float | None:
+        with self.control.engine.connect() as conn:
+            try:
+                project = get_project(conn, project_id)
+            except NotFoundError:
+                return None
+            return to_float(max(project.budget_micro - project_spent(conn, project_id), 0))
+
+    # -- reading a result again --------------------------------------------------------------
+    def get_result(self, token: str | None, query_id: str) -> QueryResult:
+        """A released result, again, for a member of its project (no new cost)."""
+        researcher = self._authenticate(token, "", ("researcher", "auditor", "admin"))
+        with self.control.engine.connect() as conn:
+            try:
+                row = q.get_query(conn, query_id)
+            except NotFoundError:
+                row = None
+            project = get_project(conn, row.project_id) if row is not None else None
+        if row is None or (
+            researcher.role == "researcher" and researcher.id not in project.members
+        ):
+            raise NotFoundError(f"no query {query_id} of yours")
+        if row.status != q.RELEASED or not row.result:
+            raise StateError(f"query {query_id} has no released result ({row.status})")
+        return QueryResult.from_json(json.loads(row.result))
+
+
+def _result_digest(result: dict[str, Any]) -> str:
+    body = {k: result.get(k) for k in ("columns", "rows", "error", "epsilon")}
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def is_budget_denial(result: QueryResult) -> bool:
+    """A denial only for budget reasons (HTTP 409 rather than 403)."""
+    return bool(result.reasons) and all(r.code in BUDGET_CODES for r in result.reasons)

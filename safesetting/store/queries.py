@@ -1,0 +1,74 @@
+"""Accepted queries and the release cache (released, noisy results only)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from safesetting.errors import NotFoundError
+from safesetting.store import tables as t
+
+ACCEPTED, RELEASED, FAILED = "accepted", "released", "failed"
+
+
+def insert_query(
+    conn: sa.Connection,
+    *,
+    query_id: str,
+    researcher: str,
+    project: str,
+    cache_key: str,
+    plan_digest: str,
+    epsilon_micro: int,
+    data_version: str,
+) -> None:
+    """Record an accepted (paid-for) query, in the same transaction as its debit."""
+    conn.execute(
+        sa.insert(t.queries).values(
+            id=query_id,
+            researcher_id=researcher,
+            project_id=project,
+            status=ACCEPTED,
+            cache_key=cache_key,
+            plan_digest=plan_digest,
+            epsilon_micro=epsilon_micro,
+            data_version=data_version,
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+def finish_query(
+    conn: sa.Connection, query_id: str, status: str, result: dict[str, Any] | None
+) -> None:
+    """Store the released result (or mark the query failed)."""
+    conn.execute(
+        sa.update(t.queries)
+        .where(t.queries.c.id == query_id)
+        .values(
+            status=status,
+            result=json.dumps(result, separators=(",", ":")) if result is not None else None,
+            released_at=datetime.now(UTC),
+        )
+    )
+
+
+def cached_result(conn: sa.Connection, cache_key: str) -> dict[str, Any] | None:
+    """The first release made for ``cache_key``, if any."""
+    row = conn.execute(
+        sa.select(t.queries.c.result)
+        .where(t.queries.c.cache_key == cache_key, t.queries.c.status == RELEASED)
+        .order_by(t.queries.c.created_at)
+        .limit(1)
+    ).first()
+    return json.loads(row.result) if row is not None and row.result else None
+
+
+def get_query(conn: sa.Connection, query_id: str) -> sa.Row[Any]:
+    row = conn.execute(sa.select(t.queries).where(t.queries.c.id == query_id)).first()
+    if row is None:
+        raise NotFoundError(f"no query {query_id}")
+    return row
