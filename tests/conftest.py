@@ -51,6 +51,7 @@ def npd_tiny(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
 def _pg_admin() -> Iterator[sa.Engine]:
     """An AUTOCOMMIT engine on the server's ``postgres`` database, or a skip.
 
