@@ -7,7 +7,6 @@ transaction, so the change and its entry commit together or not at all; after th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +21,16 @@ def ensure_schema(engine: sa.Engine) -> None:
     audit.create_schema(engine)
 
 
-def record(
-    conn: sa.Connection,
-    *,
-    actor: str,
-    action: str,
-    project: str | None = None,
-    request: Mapping[str, Any] | None = None,
-    decision: str | None = None,
-    reasons: Iterable[str] = (),
-    epsilon_micro: int = 0,
-    result_digest: str | None = None,
-    data_version: str | None = None,
-    policy_digest: str | None = None,
-) -> audit.AuditEntry:
+def record(conn: sa.Connection, *, actor: str, action: str, **fields: Any) -> audit.AuditEntry:
     """Append one audit entry in ``conn``'s transaction and return it.
 
-    Content the log refuses (something shaped like a UPN or postcode in a title, say) is
-    unusable input: :class:`UsageError`, and the caller's transaction rolls back.
+    ``fields`` are those of :func:`audit.append_entry` (project, request, decision, reasons,
+    epsilon_micro, result_digest, data_version, policy_digest). Content the log refuses
+    (something shaped like a UPN or postcode in a title, say) is unusable input:
+    :class:`UsageError`, and the caller's transaction rolls back.
     """
     try:
-        return audit.append_entry(
-            conn,
-            actor=actor,
-            action=action,
-            project=project,
-            request=request,
-            decision=decision,
-            reasons=list(reasons),
-            epsilon_micro=epsilon_micro,
-            result_digest=result_digest,
-            data_version=data_version,
-            policy_digest=policy_digest,
-        )
+        return audit.append_entry(conn, actor=actor, action=action, **fields)
     except audit.ForbiddenContentError as exc:
         raise UsageError(f"refused: the audit log may not record this ({exc})") from None
 
