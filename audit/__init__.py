@@ -34,6 +34,7 @@ from audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from audit.publish import ProofError, consistency_bundle, export_jsonl, inclusion_bundle
 from audit.store import (
     TreeHead,
     append_entry,
@@ -59,6 +60,7 @@ __all__ = [
     "ForbiddenContentError",
     "KeyFileError",
     "Problem",
+    "ProofError",
     "SigningKey",
     "TreeHead",
     "VerifierKey",
@@ -66,10 +68,13 @@ __all__ = [
     "append_entry",
     "canonical_json",
     "checkpoint_body",
+    "consistency_bundle",
     "consistency_proof",
     "create_schema",
     "epsilon_to_micro",
+    "export_jsonl",
     "get_entry",
+    "inclusion_bundle",
     "inclusion_proof",
     "latest_checkpoint",
     "leaf_hash",

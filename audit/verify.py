@@ -57,7 +57,8 @@ class VerifyResult:
     size: int
     root: bytes
     problems: tuple[Problem, ...]
-    checkpoints: tuple[int, ...] = ()  # sizes of the checkpoints whose signature and root held
+    #: (``"stored"`` or ``"given"``, tree size) of each checkpoint whose signature and root held
+    checkpoints: tuple[tuple[str, int], ...] = ()
     public_key: str | None = None
 
     @property
@@ -78,7 +79,7 @@ class VerifyResult:
             "problems": [
                 {"seq": p.seq, "code": p.code, "message": p.message} for p in self.problems
             ],
-            "checkpoints_verified": list(self.checkpoints),
+            "checkpoints_verified": [{"source": s, "tree_size": n} for s, n in self.checkpoints],
             "public_key": self.public_key,
         }
 
@@ -264,7 +265,7 @@ def verify_log(
                     f"the log's root at size {cp.size} differs from the {label} checkpoint",
                 )
             else:
-                good.append(cp.size)
+                good.append((label, cp.size))
     return VerifyResult(
         size=len(scan.leaves),
         root=fold_frontier(scan.frontier),

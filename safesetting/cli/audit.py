@@ -82,11 +82,11 @@ def log_command(
     table = Table(title=f"Audit log ({len(found)} entries)")
     table.add_column("seq", justify="right")
     table.add_column("time (UTC)", no_wrap=True)
-    table.add_column("actor", overflow="fold")
+    table.add_column("actor", no_wrap=True)
     table.add_column("action", no_wrap=True)
-    for col in ("project", "decision"):
-        table.add_column(col, overflow="fold")
-    table.add_column("ε", justify="right")
+    table.add_column("project", overflow="fold")
+    table.add_column("decision", no_wrap=True)
+    table.add_column("ε", justify="right", no_wrap=True, min_width=4)
     table.add_column("reasons", overflow="fold")
     for e in found:
         table.add_row(
@@ -145,9 +145,12 @@ def verify_command(
     if as_json:
         print_json(result.to_json())
         return
-    signed = ", ".join(str(s) for s in result.checkpoints) or "none yet"
     click.echo(f"OK: {result.size} entries, root {result.root.hex()}")
-    click.echo(f"signed checkpoints verified at size: {signed}")
+    for source, size in result.checkpoints:
+        what = "stored" if source == "stored" else f"published ({checkpoint_file})"
+        click.echo(f"signature and root of the {what} checkpoint at size {size}: OK")
+    if not result.checkpoints:
+        click.echo("no signed checkpoint yet (run `safesetting audit checkpoint`)")
 
 
 @audit_group.command(name="checkpoint")

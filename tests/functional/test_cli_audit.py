@@ -82,7 +82,7 @@ def test_verify_json_and_prove_checkable_by_an_outsider(runner, home):
     result = json.loads(run(runner, home, "verify", "--json").stdout)
     assert result["ok"] is True
     assert result["tree_size"] == 6
-    assert result["checkpoints_verified"] == [6]
+    assert result["checkpoints_verified"] == [{"source": "stored", "tree_size": 6}]
     bundle = json.loads(run(runner, home, "prove", "3", "--json").stdout)
     leaf = audit.leaf_hash(bundle["entry"].encode())
     assert base64.b64encode(leaf).decode() == bundle["leaf_hash"]

@@ -151,4 +151,4 @@ def test_sign_checkpoint_inside_the_transaction_commits_or_rolls_back_with_it(en
     with pytest.raises(RuntimeError):
         append_sign_fail()
     assert audit.latest_checkpoint(engine) == cp.note
-    assert audit.verify_log(engine, public_key=str(key.verifier)).checkpoints == (1,)
+    assert audit.verify_log(engine, public_key=str(key.verifier)).checkpoints == (("stored", 1),)

@@ -49,7 +49,7 @@ def _check_gap_free(engine: sa.Engine, key: audit.SigningKey) -> None:
     )
     result = audit.verify_log(engine, public_key=str(key.verifier))
     assert result.ok, result.problems
-    assert result.checkpoints == (total,)
+    assert result.checkpoints == (("stored", total),)
 
 
 def test_processes_appending_to_sqlite_get_gap_free_seqs(tmp_path: Path):

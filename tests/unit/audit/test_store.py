@@ -149,4 +149,4 @@ def test_threads_get_gap_free_unique_seqs(engine, key):
         assert [e.seq for e in audit.read_entries(conn)] == list(range(1, 91))
     result = audit.verify_log(engine, public_key=str(key.verifier))
     assert result.ok
-    assert result.checkpoints == (90,)
+    assert result.checkpoints == (("stored", 90),)

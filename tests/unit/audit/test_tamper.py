@@ -19,7 +19,7 @@ def log(engine, key):
     append(engine, N, key)
     result = audit.verify_log(engine, public_key=str(key.verifier))
     assert result.ok, result.problems
-    assert result.checkpoints == (N,)
+    assert result.checkpoints == (("stored", N),)
     return engine
 
 
