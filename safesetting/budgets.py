@@ -33,6 +33,7 @@ class BudgetSummary:
             "epsilon_spent": to_float(self.spent_micro),
             "budget_remaining": to_float(self.remaining_micro),
             "dataset_epsilon_spent": to_float(self.dataset_spent_micro),
+            "dataset_epsilon_cap": to_float(self.dataset_cap_micro),
         }
 
 

@@ -397,7 +397,8 @@ class QueryService:
 
     # -- reading a result again --------------------------------------------------------------
     def get_result(self, token: str | None, query_id: str) -> QueryResult:
-        """A released result, again, for a member of its project (no new cost)."""
+        """A released result, again, for the researcher who asked it (no new cost);
+        auditors and admins may read any."""
         researcher = self._authenticate(token, "", ("researcher", "auditor", "admin"))
         with self.control.engine.connect() as conn:
             try:
@@ -406,7 +407,8 @@ class QueryService:
                 row = None
             project = get_project(conn, row.project_id) if row is not None else None
         if row is None or (
-            researcher.role == "researcher" and researcher.id not in project.members
+            researcher.role == "researcher"
+            and (researcher.id != row.researcher_id or researcher.id not in project.members)
         ):
             raise NotFoundError(f"no query {query_id} of yours")
         if row.status != q.RELEASED or not row.result:

@@ -16,8 +16,9 @@ from safesetting.cli.budget import budget
 from safesetting.cli.common import Context
 from safesetting.cli.data import data
 from safesetting.cli.query import query
+from safesetting.cli.serve import serve
 
-GROUPS: list[click.Command] = [data, admin, query, budget, audit_group]
+GROUPS: list[click.Command] = [data, admin, query, budget, audit_group, serve]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

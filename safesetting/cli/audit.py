@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import sqlalchemy as sa
@@ -19,6 +21,7 @@ from safesetting.cli.common import (
     json_option,
     pass_context,
     print_json,
+    token_option,
 )
 from safesetting.db import engine_for
 from safesetting.errors import IntegrityError, NotFoundError, Reason, UsageError
@@ -37,12 +40,24 @@ def _key(ctx: Context) -> audit.SigningKey:
         raise IntegrityError(str(exc)) from exc
 
 
+def _remote(token: str | None = None) -> Any:
+    """The server at SAFESETTING_URL (an ``HttpBackend``), or None to read the home."""
+    url = os.environ.get("SAFESETTING_URL")
+    if not url:
+        return None
+    from safesetting.client import HttpBackend
+
+    return HttpBackend(url, token)
+
+
 @click.group(name="audit")
 def audit_group() -> None:
     """The append-only, tamper-evident log of every access and admin change.
 
     Entries are canonical JSON hashed into an RFC 9162 Merkle tree; each commit is followed
-    by a signed checkpoint that anyone holding the public key can check.
+    by a signed checkpoint that anyone holding the public key can check. With
+    SAFESETTING_URL set, log, checkpoint, prove and consistency ask the server (log needs an
+    auditor's token); verify and export need the home.
     """
 
 
@@ -52,6 +67,7 @@ def audit_group() -> None:
 @click.option("--project", help="Only entries for this project.")
 @click.option("--action", help="Only this action (query.released), or a family (query.*).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the newest N entries.")
+@token_option
 @json_option
 @pass_context
 @handle_errors
@@ -62,42 +78,57 @@ def log_command(
     project: str | None,
     action: str | None,
     limit: int | None,
+    token: str | None,
     as_json: bool,
 ) -> None:
-    """List log entries (oldest first, or the newest N with --limit)."""
-    with _engine(ctx).connect() as conn:
-        found = audit.read_entries(
-            conn,
-            since=since.date() if since else None,
+    """List log entries (oldest first, or the newest N with --limit).
+
+    Over HTTP (auditors and admins) the server returns at most the newest 1,000.
+    """
+    remote = _remote(token)
+    if remote is not None:
+        found = remote.entries(
+            since=since.date().isoformat() if since else None,
             actor=actor,
             project=project,
             action=action,
             limit=limit,
-            newest_first=limit is not None,
         )
-    found.sort(key=lambda e: e.seq)
+    else:
+        with _engine(ctx).connect() as conn:
+            entries = audit.read_entries(
+                conn,
+                since=since.date() if since else None,
+                actor=actor,
+                project=project,
+                action=action,
+                limit=limit,
+                newest_first=limit is not None,
+            )
+        found = [e.to_json() for e in sorted(entries, key=lambda e: e.seq)]
     if as_json:
-        print_json([e.to_json() for e in found])
+        print_json(found)
         return
     table = Table(title=f"Audit log ({len(found)} entries)")
     table.add_column("seq", justify="right")
     table.add_column("time (UTC)", no_wrap=True)
-    table.add_column("actor", no_wrap=True)
+    table.add_column("actor", overflow="fold")
     table.add_column("action", no_wrap=True)
-    table.add_column("project", overflow="fold")
-    table.add_column("decision", no_wrap=True)
-    table.add_column("ε", justify="right", no_wrap=True, min_width=4)
+    for col in ("project", "decision"):
+        table.add_column(col, overflow="fold")
+    table.add_column("ε", justify="right")
     table.add_column("reasons", overflow="fold")
     for e in found:
+        micro = e.get("epsilon_micro") or 0
         table.add_row(
-            str(e.seq),
-            e.time[:19].replace("T", " "),
-            e.actor,
-            e.action,
-            e.project or "",
-            e.decision or "",
-            str(audit.micro_to_epsilon(e.epsilon_micro)) if e.epsilon_micro else "",
-            ", ".join(e.reasons),
+            str(e["seq"]),
+            e["time"][:19].replace("T", " "),
+            e["actor"],
+            e["action"],
+            e.get("project") or "",
+            e.get("decision") or "",
+            str(audit.micro_to_epsilon(micro)) if micro else "",
+            ", ".join(e.get("reasons") or []),
         )
     console.print(table)
 
@@ -164,11 +195,22 @@ def checkpoint_command(ctx: Context, show_key: bool, as_json: bool) -> None:
     Publish it, and the public key from --public-key, somewhere the operators cannot
     rewrite: a later `audit verify --checkpoint FILE` then proves the log only grew.
     """
-    key = _key(ctx)
-    if show_key:
-        click.echo(str(key.verifier))
-        return
-    cp = audit.sign_checkpoint(_engine(ctx), key)
+    remote = _remote()
+    if remote is not None:
+        verifier = audit.VerifierKey.parse(remote.public_key())
+        if show_key:
+            click.echo(str(verifier))
+            return
+        try:
+            cp = audit.open_checkpoint(remote.checkpoint(), verifier)
+        except audit.CheckpointError as exc:
+            raise IntegrityError(f"the server's checkpoint does not verify: {exc}") from None
+    else:
+        key = _key(ctx)
+        if show_key:
+            click.echo(str(key.verifier))
+            return
+        cp = audit.sign_checkpoint(_engine(ctx), key)
     if as_json:
         body = {"origin": cp.origin, "tree_size": cp.size, "root_hash": cp.root.hex()}
         print_json({**body, "note": cp.note})
@@ -179,13 +221,23 @@ def checkpoint_command(ctx: Context, show_key: bool, as_json: bool) -> None:
 @audit_group.command(name="prove")
 @click.argument("seq", type=click.IntRange(min=1))
 @click.option("--size", type=click.IntRange(min=1), help="Tree size to prove against.")
+@token_option
 @json_option
 @pass_context
 @handle_errors
-def prove_command(ctx: Context, seq: int, size: int | None, as_json: bool) -> None:
-    """Inclusion proof that entry SEQ is in the log, checkable by anyone."""
+def prove_command(
+    ctx: Context, seq: int, size: int | None, token: str | None, as_json: bool
+) -> None:
+    """Inclusion proof that entry SEQ is in the log, checkable by anyone.
+
+    Over HTTP a researcher may prove their own entries; auditors and admins any.
+    """
+    remote = _remote(token)
     try:
-        bundle = inclusion_bundle(_engine(ctx), _key(ctx), seq, size)
+        if remote is not None:
+            bundle = remote.inclusion(seq, size)
+        else:
+            bundle = inclusion_bundle(_engine(ctx), _key(ctx), seq, size)
     except LookupError as exc:
         raise NotFoundError(str(exc)) from exc
     except ValueError as exc:
@@ -213,8 +265,12 @@ def prove_command(ctx: Context, seq: int, size: int | None, as_json: bool) -> No
 @handle_errors
 def consistency_command(ctx: Context, old: int, new: int | None, as_json: bool) -> None:
     """Proof that the log at size OLD is a prefix of the log at NEW (default: latest)."""
+    remote = _remote()
     try:
-        bundle = consistency_bundle(_engine(ctx), _key(ctx), old, new)
+        if remote is not None:
+            bundle = remote.consistency(old, new)
+        else:
+            bundle = consistency_bundle(_engine(ctx), _key(ctx), old, new)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if not bundle["consistent"]:

@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import click
 
-from policies.epsilon import format_epsilon
-from safesetting.budgets import budget_summary
-from safesetting.cli.common import Context, handle_errors, json_option, pass_context, print_json
-from safesetting.control import open_control
+from policies.epsilon import format_epsilon, to_micro
+from safesetting.cli.common import (
+    Context,
+    handle_errors,
+    json_option,
+    pass_context,
+    print_json,
+    token_option,
+)
+
+
+def _shown(epsilon: object) -> str:
+    """ε as the shortest exact decimal (the JSON floats come from exact micro-ε)."""
+    return format_epsilon(to_micro(Decimal(repr(epsilon))))
 
 
 @click.command("budget")
 @click.option("--project", "project_id", required=True, help="Project id.")
-@click.option(
-    "--token",
-    envvar="SAFESETTING_TOKEN",
-    help="Your token (default: SAFESETTING_TOKEN). Members see their own projects only.",
-)
+@token_option
 @json_option
 @pass_context
 @handle_errors
 def budget(ctx: Context, project_id: str, token: str | None, as_json: bool) -> None:
-    """Show a project's privacy budget: spent, remaining, and the dataset-wide total."""
-    control = open_control(ctx.home, actor="service")
-    summary = budget_summary(control, project_id, token)
+    """Show a project's privacy budget: spent, remaining, and the dataset-wide total.
+
+    Members see their own projects only; auditors and admins see any. Talks to
+    SAFESETTING_URL when set, else reads the home.
+    """
+    summary = ctx.backend(token).budget(project_id)
     if as_json:
-        print_json(summary.to_json())
+        print_json(summary)
         return
-    click.echo(f"Project {summary.project}")
-    click.echo(f"  budget     {format_epsilon(summary.budget_micro)} epsilon")
-    click.echo(f"  spent      {format_epsilon(summary.spent_micro)} epsilon")
-    click.echo(f"  remaining  {format_epsilon(summary.remaining_micro)} epsilon")
+    click.echo(f"Project {summary['project']}")
+    click.echo(f"  budget     {_shown(summary['budget_epsilon'])} epsilon")
+    click.echo(f"  spent      {_shown(summary['epsilon_spent'])} epsilon")
+    click.echo(f"  remaining  {_shown(summary['budget_remaining'])} epsilon")
     click.echo(
-        f"  dataset    {format_epsilon(summary.dataset_spent_micro)} of "
-        f"{format_epsilon(summary.dataset_cap_micro)} epsilon spent by all projects"
+        f"  dataset    {_shown(summary['dataset_epsilon_spent'])} of "
+        f"{_shown(summary['dataset_epsilon_cap'])} epsilon spent by all projects"
     )

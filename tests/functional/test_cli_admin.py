@@ -188,6 +188,7 @@ def test_budget_is_exact_and_member_only(runner, home):
         "epsilon_spent": 0.3,
         "budget_remaining": 0.7,
         "dataset_epsilon_spent": 0.3,
+        "dataset_epsilon_cap": 50.0,
     }
     text = run(runner, home, "budget", "--project", "gaps", "--token", ada).stdout
     assert "remaining  0.7 epsilon" in text

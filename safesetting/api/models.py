@@ -1,0 +1,53 @@
+"""Strict request models: unknown fields are refused, every string has a size limit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SQL_CHARS = 20_000
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+QUERY_ID_PATTERN = r"^[0-9a-f]{1,64}$"
+MAX_ENTRIES = 1000
+
+ProjectId = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class QueryRequest(Strict):
+    """One aggregate question (DESIGN.md §8)."""
+
+    sql: Annotated[str, Field(min_length=1, max_length=MAX_SQL_CHARS)]
+    project: ProjectId
+    # As typed by the researcher ("0.5") or a JSON number; the service parses it exactly.
+    epsilon: float | int | Annotated[str, Field(max_length=32)] | None = None
+    dry_run: bool = False
+
+
+class EntryFilter(Strict):
+    """Filters of ``GET /v1/audit/entries`` (query parameters)."""
+
+    # Query strings are text: lax types, so "5" is the number 5.
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    since: dt.date | None = None
+    actor: Annotated[str, Field(max_length=200)] | None = None
+    project: Annotated[str, Field(max_length=64)] | None = None
+    action: Annotated[str, Field(max_length=100)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_ENTRIES)] = MAX_ENTRIES
+
+
+class InclusionParams(Strict):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    seq: Annotated[int, Field(ge=1)]
+    size: Annotated[int, Field(ge=1)] | None = None
+
+
+class ConsistencyParams(Strict):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    old: Annotated[int, Field(ge=0)]
+    new: Annotated[int, Field(ge=0)] | None = None

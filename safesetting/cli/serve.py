@@ -1,0 +1,63 @@
+"""``safesetting serve``: run the safe setting as an HTTP service (uvicorn)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from safesetting.cli.common import Context, handle_errors, pass_context
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes. The ledger and the log stay consistent across any number.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+@pass_context
+@handle_errors
+def serve(ctx: Context, host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve the home over HTTP: researchers then need only a URL and a token.
+
+    Opens the home once first (policy, control-database migrations, audit tables), then
+    starts uvicorn. The JSON API is described at /openapi.json; the public transparency
+    page is at /.
+
+    \b
+    Example:
+      safesetting --home ./safesetting-home serve --port 8000 --workers 2
+      # in another shell, with only the URL and a token:
+      SAFESETTING_URL=http://127.0.0.1:8000 SAFESETTING_TOKEN=sst_… \\
+        safesetting query "SELECT COUNT(*) AS n FROM census" --project gaps
+    """
+    import uvicorn
+
+    from safesetting.control import open_control
+    from safesetting.server import create_app
+
+    control = open_control(ctx.home, actor="service")  # migrations and policy, once
+    click.echo(f"Safe Setting serving {ctx.home.root} at http://{host}:{port}/", err=True)
+    if workers == 1:
+        uvicorn.run(create_app(ctx.home, control), host=host, port=port, log_level=log_level)
+        return
+    # Several processes: each worker builds its own app from the environment.
+    os.environ["SAFESETTING_HOME"] = str(ctx.home.root)
+    uvicorn.run(
+        "safesetting.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )

@@ -1,0 +1,267 @@
+"""The safe setting over HTTP: a FastAPI app over the same service code the local CLI uses.
+
+``create_app(home)`` opens the home's control plane once (policy, migrations, audit tables)
+and serves the versioned JSON API of DESIGN.md §8. Researchers hold only a URL and a bearer
+token; the data, the ledger, the log and the signing key stay behind this boundary.
+
+Security properties of the boundary (see docs/ARCHITECTURE.md):
+
+* every request body is size-limited before parsing and validated by a strict model
+  (unknown fields refused); every error, whatever raised it, leaves through
+  :func:`safesetting.api.errors.error_response` with the envelope and the status of
+  :func:`safesetting.errors.envelope_for`, and unexpected errors show only an incident id;
+* responses carry released (noisy) values, metadata, counts and hashes — never a row, a
+  true aggregate or an identifier from the data;
+* a failed authentication on any endpoint is audited as ``auth.failed``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+import audit
+from audit.publish import ProofError, consistency_bundle, inclusion_bundle
+from safesetting import __version__
+from safesetting.api.errors import EXCEPTION_HANDLERS, EnvelopeRoute, refusal
+from safesetting.api.limits import BodyLimitMiddleware
+from safesetting.api.models import (
+    ID_PATTERN,
+    QUERY_ID_PATTERN,
+    ConsistencyParams,
+    EntryFilter,
+    InclusionParams,
+    QueryRequest,
+)
+from safesetting.api.page import render_page
+from safesetting.budgets import budget_summary
+from safesetting.control import Control, open_control
+from safesetting.errors import (
+    AuthenticationError,
+    IntegrityError,
+    NotFoundError,
+    PermissionDeniedError,
+    UsageError,
+)
+from safesetting.home import Home
+from safesetting.results import DENIED
+from safesetting.service import QueryService, is_budget_denial
+from safesetting.store import authenticate
+from safesetting.store.registry import Researcher
+from safesetting.transparency import transparency_summary
+from synthetic import catalogue as catalogue_lib
+
+ALL_ROLES = ("researcher", "auditor", "admin")
+AUDIT_ROLES = ("auditor", "admin")
+_bearer = HTTPBearer(auto_error=False, description="The token shown once at registration.")
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text}
+    for status, text in {
+        401: "No, unknown, revoked or expired token (error envelope)",
+        403: "Wrong role, or refused by the policy (error envelope; a refused query's "
+        "QueryResult under `result`)",
+        404: "Unknown, or not yours (error envelope)",
+        409: "Privacy budget exhausted (error envelope with the QueryResult under `result`), "
+        "or the home is not ready",
+        413: "Request body too large (error envelope)",
+        422: "Unusable input: bad SQL, unknown field, value out of range (error envelope)",
+        500: "Internal error: an incident id, never a traceback (error envelope)",
+    }.items()
+}
+
+
+def token_of(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    """The bearer token, or None (a missing or non-Bearer header is "no token")."""
+    return credentials.credentials if credentials else None
+
+
+Token = Annotated[str | None, Depends(token_of)]
+
+
+class SafeSettingApp:
+    """The state one worker serves from: the control plane, the service and the key."""
+
+    def __init__(self, control: Control) -> None:
+        self.control = control
+        self.service = QueryService(control)
+        self.key = audit.load_or_create_key(control.home.signing_key)
+
+    def caller(
+        self, token: str | None, roles: tuple[str, ...], request: Request, project: str | None
+    ) -> Researcher:
+        """Authenticate ``token`` for ``roles``; a failure is audited ``auth.failed``."""
+        try:
+            with self.control.engine.connect() as conn:
+                return authenticate(conn, token, roles=roles)
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "?")
+            with self.control.transaction() as conn:
+                self.control.record(
+                    conn,
+                    "auth.failed",
+                    actor="anonymous" if isinstance(exc, AuthenticationError) else "researcher",
+                    project=project,
+                    request={"method": request.method, "path": path},
+                    decision="denied",
+                    reasons=[r.code for r in exc.reasons],
+                )
+            raise
+
+
+def _state(request: Request) -> SafeSettingApp:
+    state: SafeSettingApp = request.app.state.safesetting
+    return state
+
+
+State = Annotated[SafeSettingApp, Depends(_state)]
+router = APIRouter(route_class=EnvelopeRoute, responses=ERROR_RESPONSES)
+
+
+@router.post("/v1/queries", tags=["queries"], summary="Ask an aggregate question (or dry run)")
+def submit_query(body: QueryRequest, token: Token, app: State) -> JSONResponse:
+    """Run the query path of DESIGN.md §2. 200 with the QueryResult when released, cached
+    or a dry run; a refusal is 403 (policy) or 409 (budget only) with the QueryResult under
+    ``result`` in the error envelope."""
+    result = app.service.submit(token, body.sql, body.project, body.epsilon, body.dry_run)
+    if result.status == DENIED:
+        return refusal(result, is_budget_denial(result))
+    return JSONResponse(result.to_json())
+
+
+@router.get("/v1/queries/{query_id}", tags=["queries"], summary="Read a released result again")
+def get_query(
+    query_id: Annotated[str, Path(pattern=QUERY_ID_PATTERN)], token: Token, app: State
+) -> JSONResponse:
+    """A released result again, at no cost: a researcher's own queries only (404 otherwise);
+    auditors and admins any."""
+    return JSONResponse(app.service.get_result(token, query_id).to_json())
+
+
+@router.get("/v1/projects/{project_id}/budget", tags=["queries"], summary="A project's budget")
+def get_budget(
+    project_id: Annotated[str, Path(pattern=ID_PATTERN)], token: Token, app: State
+) -> dict[str, Any]:
+    """Budget, spent and remaining ε of a project (a researcher's own projects only)."""
+    return budget_summary(app.control, project_id, token).to_json()
+
+
+@router.get("/v1/catalogue", tags=["public"], summary="What may be asked (metadata only)")
+def get_catalogue() -> dict[str, Any]:
+    """Tables, columns, classes, public domains and bounds, from the schema alone."""
+    return catalogue_lib.describe()
+
+
+@router.get("/v1/audit/entries", tags=["audit"], summary="Audit log entries (auditors)")
+def get_entries(
+    filters: Annotated[EntryFilter, Query()], token: Token, app: State, request: Request
+) -> dict[str, Any]:
+    """The newest ``limit`` entries matching the filters, oldest first (auditors, admins)."""
+    app.caller(token, AUDIT_ROLES, request, filters.project)
+    with app.control.engine.connect() as conn:
+        found = audit.read_entries(
+            conn,
+            since=filters.since,
+            actor=filters.actor,
+            project=filters.project,
+            action=filters.action,
+            limit=filters.limit,
+            newest_first=True,
+        )
+    found.sort(key=lambda e: e.seq)
+    return {"entries": [e.to_json() for e in found]}
+
+
+@router.get(
+    "/v1/audit/checkpoint",
+    tags=["public"],
+    summary="The latest signed checkpoint (C2SP signed note)",
+    response_class=PlainTextResponse,
+)
+def get_checkpoint(app: State) -> PlainTextResponse:
+    """Publish it somewhere the operators cannot rewrite; consistency proofs link it on."""
+    note = audit.latest_checkpoint(app.control.engine)
+    if note is None:
+        note = audit.sign_checkpoint(app.control.engine, app.key).note
+    return PlainTextResponse(note)
+
+
+@router.get("/v1/audit/public-key", tags=["public"], summary="The log's verifier key")
+def get_public_key(app: State) -> PlainTextResponse:
+    return PlainTextResponse(str(app.key.verifier) + "\n")
+
+
+@router.get("/v1/audit/proof/inclusion", tags=["audit"], summary="Inclusion proof of an entry")
+def get_inclusion(
+    params: Annotated[InclusionParams, Query()], token: Token, app: State, request: Request
+) -> dict[str, Any]:
+    """Entry ``seq``, its RFC 9162 inclusion proof and the signed checkpoint. Researchers
+    may prove only their own entries (so they can check their queries were logged)."""
+    caller = app.caller(token, ALL_ROLES, request, None)
+    if caller.role == "researcher":
+        with app.control.engine.connect() as conn:
+            entry = audit.get_entry(conn, params.seq)
+        if entry is None or entry.actor != f"researcher:{caller.id}":
+            raise NotFoundError(f"no entry {params.seq} of yours")
+    try:
+        return inclusion_bundle(app.control.engine, app.key, params.seq, params.size)
+    except LookupError as exc:
+        raise NotFoundError(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except ProofError as exc:
+        raise IntegrityError(str(exc)) from None
+
+
+@router.get("/v1/audit/proof/consistency", tags=["public"], summary="Consistency proof")
+def get_consistency(params: Annotated[ConsistencyParams, Query()], app: State) -> dict[str, Any]:
+    """Proof that the log at ``old`` entries is a prefix of the log at ``new`` (default:
+    the latest). Hashes only, so public."""
+    try:
+        return consistency_bundle(app.control.engine, app.key, params.old, params.new)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@router.get("/v1/transparency", tags=["public"], summary="Public aggregate summary")
+def get_transparency(app: State) -> dict[str, Any]:
+    """Projects (organisation type, purpose, dates, ε), query counts by kind, dataset-wide
+    ε and the latest checkpoint: aggregates only."""
+    return transparency_summary(app.control)
+
+
+@router.get("/", tags=["public"], response_class=HTMLResponse, summary="Transparency page")
+def get_page(app: State) -> HTMLResponse:
+    return HTMLResponse(render_page(transparency_summary(app.control)))
+
+
+def create_app(home: Home, control: Control | None = None) -> FastAPI:
+    """The ASGI app for ``home``; opens its control plane (migrations, policy) once."""
+    control = control or open_control(home, actor="service")
+    app = FastAPI(
+        title="Safe Setting",
+        version=__version__,
+        description="Differentially private, audited research access to a synthetic "
+        "National Pupil Database. Rows never leave. Errors: one envelope "
+        '`{"error": {"kind", "message"}, "reasons": [...]}`, plus `incident` on 500 and '
+        "`result` (the QueryResult) on a refused query.",
+        exception_handlers=EXCEPTION_HANDLERS,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.safesetting = SafeSettingApp(control)
+    app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (several workers): the home from SAFESETTING_HOME."""
+    return create_app(Home.resolve(os.environ.get("SAFESETTING_HOME")))
