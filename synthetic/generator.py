@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from synthetic import codes, model, schema
+from synthetic import codes, model, schema, targets
 from synthetic.reference import (
     PHASE_PRIMARY,
     PHASE_SECONDARY,
@@ -100,8 +100,6 @@ class Generator:
         minor = codes.ETHNICITY_MINOR
         other = np.array([model.ETHNICITY_OTHER_MIX.get(c, 0.0) for c in minor])
         rows = []
-        from synthetic import targets
-
         for rname in codes.REGION_NAMES:
             wbri = targets.REGION_WHITE_BRITISH[rname]
             p = other / other.sum() * (1 - wbri)
@@ -307,7 +305,7 @@ class _Chunk:
         pick = np.array(foreign)[rng.integers(0, len(foreign), n)]
         non_gb = self.eal & (rng.random(n) < model.NON_GB_AMONG_EAL)
         nat = np.where(non_gb, pick, names.index("GBR"))
-        born_abroad = non_gb | (self.eal & (rng.random(n) < 0.1))
+        born_abroad = non_gb | (self.eal & (rng.random(n) < model.BRITISH_BORN_ABROAD_AMONG_EAL))
         cob = np.where(born_abroad, pick, names.index("GBR"))
         nat = np.where(rng.random(n) < model.NOT_OBTAINED, names.index("NOT"), nat)
         cob = np.where(rng.random(n) < model.NOT_OBTAINED, names.index("NOT"), cob)
@@ -364,10 +362,14 @@ class _Chunk:
         })  # fmt: skip
         m = len(sel)
         noise = rng.standard_normal((3, m), dtype=_F32)
-        lat = lat + 0.35 * noise[0]
+        lat = lat + model.KS4_NOISE * noise[0]
         a8 = np.clip(np.rint((model.A8_CENTRE + model.A8_SCALE * lat) * 10) / 10, 0, 90)
-        eng = np.clip(np.rint(a8 / 10 + 0.35 + model.GRADE_NOISE * noise[1]), 0, 9).astype(np.int16)
-        mat = np.clip(np.rint(a8 / 10 + 0.15 + model.GRADE_NOISE * noise[2]), 0, 9).astype(np.int16)
+        eng = np.clip(
+            np.rint(a8 / 10 + model.ENGLISH_GRADE_OFFSET + model.GRADE_NOISE * noise[1]), 0, 9
+        ).astype(np.int16)
+        mat = np.clip(
+            np.rint(a8 / 10 + model.MATHS_GRADE_OFFSET + model.GRADE_NOISE * noise[2]), 0, 9
+        ).astype(np.int16)
         return _table("ks4", {
             "pupil_id": self.pupil_id[sel],
             "academic_year": year[sel].astype(np.int16),
@@ -439,8 +441,12 @@ class _Chunk:
         )
         sessions = np.where(
             is_perm,
-            rng.integers(10, 91, m),
-            np.minimum(2 * rng.geometric(0.45, m) - (rng.random(m) < 0.15), 90),
+            rng.integers(*model.PERMANENT_SESSIONS, m),
+            np.minimum(
+                2 * rng.geometric(model.SUSPENSION_DAYS_P, m)
+                - (rng.random(m) < model.HALF_DAY_SHARE),
+                90,
+            ),
         )
         return _table("exclusions", {
             "pupil_id": self.pupil_id[r.rep[row]],

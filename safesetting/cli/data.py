@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -35,6 +39,20 @@ def parse_whole(text: str, what: str, minimum: int) -> int:
     if value < minimum:
         raise UsageError(f"{what} must be at least {minimum:,}, not {value:,}")
     return value
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so the temporary file is removed on the way out."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group()
@@ -81,7 +99,8 @@ def generate(ctx, pupils: str, seed: str, years: str, force: bool, as_json: bool
             def progress(what: str, done: int, total: int) -> None:
                 bar.update(task, description=what, completed=done, total=total)
 
-            version = generate_database(target, n, s, year_range, force, progress)
+            with _terminate_cleanly():
+                version = generate_database(target, n, s, year_range, force, progress)
     except GenerationError as exc:
         raise UsageError(str(exc)) from None
     summary = {**version.to_json(), "seconds": round(version.seconds or 0.0, 2)}
