@@ -8,7 +8,9 @@ import pyarrow as pa
 from synthetic import schema
 
 
-def dictionary(indices: np.ndarray, values: tuple[str, ...] | pa.Array, mask=None) -> pa.Array:
+def dictionary(
+    indices: np.ndarray, values: tuple[str, ...] | pa.Array, mask: np.ndarray | None = None
+) -> pa.Array:
     """A dictionary-encoded string column (DuckDB reads it as VARCHAR without copying)."""
     words = values if isinstance(values, pa.Array) else pa.array(values, pa.string())
     idx = pa.array(indices.astype(np.int32), mask=mask)
@@ -21,10 +23,13 @@ def sample(rng: np.random.Generator, probs: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(np.searchsorted(cum, rng.random(n)), len(probs) - 1)
 
 
-def sample_rows(rng: np.random.Generator, cum_by_group: np.ndarray, group: np.ndarray):
+def sample_rows(
+    rng: np.random.Generator, cum_by_group: np.ndarray, group: np.ndarray
+) -> np.ndarray:
     """One draw per row from the categorical distribution of the row's group."""
     u = rng.random(len(group))[:, None]
-    return (u > cum_by_group[group]).sum(axis=1)
+    drawn: np.ndarray = (u > cum_by_group[group]).sum(axis=1)
+    return drawn
 
 
 def arrow_table(name: str, columns: dict[str, pa.Array | np.ndarray]) -> pa.Table:

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 _F32 = np.float32
 
 
-def _attainment_latent(c: _Chunk, nc: int, sel: np.ndarray, effects: dict[str, float]):
+def _attainment_latent(
+    c: _Chunk, nc: int, sel: np.ndarray, effects: dict[str, float]
+) -> np.ndarray:
     """Latent attainment in NC year ``nc``: ability plus disadvantage, sex, SEN, EAL effects."""
     prov = c.sen[sel, nc]
     latent = (
@@ -32,7 +34,8 @@ def _attainment_latent(c: _Chunk, nc: int, sel: np.ndarray, effects: dict[str, f
         + effects["E"] * (prov == 2)
         + effects["eal"] * c.eal[sel]
     )
-    return latent.astype(_F32)
+    out: np.ndarray = latent.astype(_F32)
+    return out
 
 
 def ks2_table(c: _Chunk) -> pa.Table:

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from safesetting.cli.common import (
+    Context,
     console,
     err_console,
     handle_errors,
@@ -73,7 +74,7 @@ def data() -> None:
 @json_option
 @pass_context
 @handle_errors
-def generate(ctx, pupils: str, seed: str, years: str, force: bool, as_json: bool) -> None:
+def generate(ctx: Context, pupils: str, seed: str, years: str, force: bool, as_json: bool) -> None:
     """Generate synthetic pupil records into HOME/npd.duckdb.
 
     Pupils move through Reception to Year 11 across the years generated, sit KS2 and KS4,
