@@ -101,11 +101,12 @@ def _start_and_signal(home: Path, signum: int) -> int:
          "--pupils", "400000", "--force", "--json"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(
         p.name.startswith(".npd.duckdb.tmp") for p in home.iterdir()
     ):
         time.sleep(0.05)
+    assert any(p.name.startswith(".npd.duckdb.tmp") for p in home.iterdir()), "never started"
     time.sleep(1.0)  # well into generation (400k pupils take several seconds)
     assert proc.poll() is None, "generation finished before it could be signalled"
     proc.send_signal(signum)
