@@ -24,7 +24,7 @@ def upper_threshold(rate: float) -> float:
 MALE_SHARE = 0.512
 
 # FSM: a pupil-level propensity plus yearly noise (probit); correlation between years.
-FSM_PERSISTENCE = 0.97
+FSM_PERSISTENCE = 0.985
 
 # SEN: probit with sex-specific thresholds; EHC boys share ~71 %.
 SEN_PERSISTENCE = 0.9
