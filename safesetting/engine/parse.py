@@ -252,7 +252,7 @@ class _Parser:
                 pairs.append((left, ColumnRef(right.name, col)))
                 self.using.add(col)
         elif node.args.get("on") is not None:
-            for cond in _conjuncts(node.args["on"]):
+            for cond in conjuncts(node.args["on"]):
                 if not (isinstance(cond, exp.EQ) and _both_columns(cond)):
                     self.refuse("unsupported_join", "join conditions must be column = column")
                     return None
@@ -437,7 +437,7 @@ class _Parser:
     def pinned_years(self, where: exp.Expression) -> frozenset[str]:
         """Tables whose academic_year is fixed to one value by a top-level AND conjunct."""
         pinned: set[str] = set()
-        for cond in _conjuncts(where):
+        for cond in conjuncts(where):
             column = cond.this if isinstance(cond, exp.EQ) else None
             if isinstance(column, exp.Column) and column.name == "academic_year":
                 pinned.add(column.table)
@@ -676,12 +676,12 @@ def _qualified(ref: ColumnRef) -> exp.Column:
     return exp.column(ref.column, table=ref.table, quoted=True)
 
 
-def _conjuncts(node: exp.Expression) -> Iterable[exp.Expression]:
+def conjuncts(node: exp.Expression) -> Iterable[exp.Expression]:
     if isinstance(node, exp.Paren):
-        yield from _conjuncts(node.this)
+        yield from conjuncts(node.this)
     elif isinstance(node, exp.And):
-        yield from _conjuncts(node.this)
-        yield from _conjuncts(node.expression)
+        yield from conjuncts(node.this)
+        yield from conjuncts(node.expression)
     else:
         yield node
 

@@ -32,7 +32,7 @@ def true_rows(db, sql, catalogue, optouts=(), min_year=None):
     plan = parse_query(sql, catalogue)
     assert isinstance(plan, QueryPlan), plan
     compiled = compile_plan(plan, min_year=min_year, salt="spec")
-    box = Sandbox(db, needed_columns(plan), optout_upns=optouts)
+    box = Sandbox(db, needed_columns(plan), optout_upns=optouts, row_filters=compiled.pushdown)
     try:
         return compiled, sorted(box.run(compiled.sql), key=repr)
     finally:
