@@ -59,6 +59,13 @@ QUESTIONS = [
         " GROUP BY region, ever_fsm_6",
     ),
     (
+        "median Attainment 8 by disadvantage",
+        "SELECT ever_fsm_6, MEDIAN(attainment8) AS a8 FROM census"
+        " JOIN ks4 USING (pupil_id, academic_year) WHERE academic_year = 2023 GROUP BY ever_fsm_6",
+        "SELECT ever_fsm_6, MEDIAN(attainment8) FROM census"
+        " JOIN ks4 USING (pupil_id, academic_year) WHERE academic_year = 2023 GROUP BY ever_fsm_6",
+    ),
+    (
         "exclusions by reason (truncated)",
         "SELECT reason, COUNT(*) AS n FROM exclusions GROUP BY reason",
         "SELECT reason, COUNT(*) FROM exclusions GROUP BY reason",
