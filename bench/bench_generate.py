@@ -63,7 +63,9 @@ def faker_one_by_one(sample: int = 20_000) -> float:
 
 
 def unconstrained_insert(pupils: int, workdir: Path) -> tuple[float, int]:
-    """Seconds to load the generated Arrow tables into tables without keys or checks."""
+    """Seconds to load the generated Arrow tables into tables without keys or checks.
+
+    Loads the Arrow tables in a single thread, one after another (no generation overlap)."""
     import duckdb
 
     from synthetic.generator import Generator, YearRange
@@ -117,13 +119,25 @@ def main() -> None:
         print("\n| pupils | rows (all tables) | seconds | rows/s | pupils/s | peak RSS | file |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         results = []
+        calibration: tuple[int, dict] = (0, {})
         for n in sizes:
             r = run_cli(n, work)
             results.append(r)
             print(f"| {n:,} | {r['rows']:,} | {r['seconds']:.1f} | "
                   f"{r['rows'] / r['seconds']:,.0f} | {n / r['seconds']:,.0f} | "
                   f"{r['rss_mb']:,.0f} MB | {r['file_mb']:,.0f} MB |", flush=True)  # fmt: skip
+            if n == sizes[min(1, len(sizes) - 1)]:
+                from synthetic.calibration import measure_file
+
+                calibration = (n, measure_file(str(work / f"home-{n}" / "npd.duckdb")))
             (work / f"home-{n}" / "npd.duckdb").unlink()
+        n_cal, measured = calibration
+        print(f"\nCalibration at {n_cal:,} pupils (seed 1)")
+        print("\n| statistic | target | measured | source |")
+        print("| --- | ---: | ---: | --- |")
+        for t, v in measured.items():
+            print(f"| {t.name} | {t.value:g} ± {t.tolerance:g} {t.unit} | {v:.2f} | "
+                  f"{t.source}, {t.year} |")  # fmt: skip
         print("\nBaselines")
         print("\n| method | pupils | seconds | rows/s |")
         print("| --- | ---: | ---: | ---: |")

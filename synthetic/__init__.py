@@ -1,3 +1,3 @@
 """Synthetic, NPD-shaped pupil records: the schema declared once, the generator, the loader."""
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from synthetic import codes, model, schema
+from synthetic import codes, model, outcomes, targets
+from synthetic.columns import arrow_table, dictionary, sample, sample_rows
 from synthetic.reference import (
     PHASE_PRIMARY,
     PHASE_SECONDARY,
@@ -31,31 +32,6 @@ from synthetic.upn import upn_digits, upn_strings
 CHUNK_PUPILS = 200_000  # fixed: the data depend on it, so it is part of the generator
 SCHOOL_YEARS = 12  # Reception (0) .. Year 11
 _F32 = np.float32
-
-
-def _dict(indices: np.ndarray, values: tuple[str, ...] | pa.Array, mask=None) -> pa.Array:
-    """A dictionary-encoded string column (DuckDB reads it as VARCHAR without copying)."""
-    dictionary = values if isinstance(values, pa.Array) else pa.array(values, pa.string())
-    idx = pa.array(indices.astype(np.int32), mask=mask)
-    return pa.DictionaryArray.from_arrays(idx, dictionary)
-
-
-def _sample(rng: np.random.Generator, probs: np.ndarray, n: int) -> np.ndarray:
-    """n draws from one categorical distribution."""
-    cum = np.cumsum(probs / probs.sum())
-    return np.minimum(np.searchsorted(cum, rng.random(n)), len(probs) - 1)
-
-
-def _sample_rows(rng: np.random.Generator, cum_by_group: np.ndarray, group: np.ndarray):
-    """One draw per row from the categorical distribution of the row's group."""
-    u = rng.random(len(group))[:, None]
-    return (u > cum_by_group[group]).sum(axis=1)
-
-
-def _table(name: str, columns: dict[str, pa.Array | np.ndarray]) -> pa.Table:
-    expected = schema.table(name).column_names
-    assert tuple(columns) == expected, (name, tuple(columns), expected)
-    return pa.table(columns)
 
 
 @dataclass(frozen=True)
@@ -100,8 +76,6 @@ class Generator:
         minor = codes.ETHNICITY_MINOR
         other = np.array([model.ETHNICITY_OTHER_MIX.get(c, 0.0) for c in minor])
         rows = []
-        from synthetic import targets
-
         for rname in codes.REGION_NAMES:
             wbri = targets.REGION_WHITE_BRITISH[rname]
             p = other / other.sum() * (1 - wbri)
@@ -131,16 +105,16 @@ class Generator:
     # ------------------------------------------------------------------ reference tables
     def reference_tables(self) -> dict[str, pa.Table]:
         geo, sch = self.geo, self.schools
-        la = _table("local_authorities", {
+        la = arrow_table("local_authorities", {
             "la_code": pa.array(geo.la_codes.tolist()),
             "la_name": pa.array(list(geo.la_names)),
-            "region": _dict(geo.region, codes.REGION_NAMES),
+            "region": dictionary(geo.region, codes.REGION_NAMES),
         })  # fmt: skip
-        schools = _table("schools", {
+        schools = arrow_table("schools", {
             "urn": sch.urn.astype(np.int32),
             "school_name": pa.array(sch.name),
-            "la_code": _dict(sch.la, codes.LA_CODES),
-            "phase": _dict(sch.phase, codes.PHASES),
+            "la_code": dictionary(sch.la, codes.LA_CODES),
+            "phase": dictionary(sch.phase, codes.PHASES),
             "school_type": pa.array(sch.school_type),
         })  # fmt: skip
         return {"local_authorities": la, "schools": schools}
@@ -167,7 +141,7 @@ class _Chunk:
         self.male = rng.random(n) < model.MALE_SHARE
         self.la = np.minimum(np.searchsorted(gen._la_cum, rng.random(n)), len(gen._la_cum) - 1)
         self.region = gen.geo.region[self.la]
-        self.eth = _sample_rows(rng, gen._eth_cum, self.region)
+        self.eth = sample_rows(rng, gen._eth_cum, self.region)
         lang_u = rng.random(n)
         self.eal = lang_u < gen._eal_p[self.eth]
         self.lang = np.where(rng.random(n) < model.LANGUAGE_UNCLASSIFIED, 2, self.eal.astype(int))
@@ -198,8 +172,8 @@ class _Chunk:
         ehc = (zs > g._t_ehc[sex][:, None]) | self.special[:, None]
         support = (zs > g._t_sen[sex][:, None]) & ~ehc
         self.sen = ehc.astype(np.int8) * 2 + support.astype(np.int8)  # 0 N, 1 K, 2 E
-        self.need_k = _sample(rng, g._need_k, n)
-        self.need_e = _sample(rng, g._need_e, n)
+        self.need_k = sample(rng, g._need_k, n)
+        self.need_e = sample(rng, g._need_e, n)
 
     def _schools(self) -> None:
         g, rng, n = self.g, self.rng, self.n
@@ -215,10 +189,10 @@ class _Chunk:
     def tables(self) -> dict[str, pa.Table]:
         out = {"pupils": self._pupils()}
         out["census"] = self._census()
-        out["ks2"] = self._ks2()
-        out["ks4"] = self._ks4()
-        out["absence"] = self._absence()
-        out["exclusions"] = self._exclusions()
+        out["ks2"] = outcomes.ks2_table(self)
+        out["ks4"] = outcomes.ks4_table(self)
+        out["absence"] = outcomes.absence_table(self)
+        out["exclusions"] = outcomes.exclusions_table(self)
         return out
 
     def _upns(self) -> pa.Array:
@@ -242,22 +216,22 @@ class _Chunk:
 
     def _pupils(self) -> pa.Table:
         rng, n, pools = self.rng, self.n, self.g.pools
-        f_idx = _sample(rng, pools.p_forename_f, n)
-        m_idx = _sample(rng, pools.p_forename_m, n)
+        f_idx = sample(rng, pools.p_forename_f, n)
+        m_idx = sample(rng, pools.p_forename_m, n)
         n_f = len(pools.forenames_f)
         forenames = pa.concat_arrays([pools.forenames_f, pools.forenames_m])
         fore = np.where(self.male, m_idx + n_f, f_idx)
         # born between 1 September and 31 August, five years before the Reception year ends
         dob = _sept_first(self.reception - 6) + rng.integers(0, 365, n)
-        return _table("pupils", {
+        return arrow_table("pupils", {
             "pupil_id": self.pupil_id,
             "upn": self._upns(),
-            "forename": _dict(fore, forenames),
-            "surname": _dict(_sample(rng, pools.p_surname, n), pools.surnames),
+            "forename": dictionary(fore, forenames),
+            "surname": dictionary(sample(rng, pools.p_surname, n), pools.surnames),
             "date_of_birth": pa.array(dob.astype("datetime64[D]"), pa.date32()),
-            "sex": _dict(self.male.astype(np.int8), codes.SEX),
-            "postcode": _dict(rng.integers(0, len(pools.postcodes), n), pools.postcodes),
-            "la_code": _dict(self.la, codes.LA_CODES),
+            "sex": dictionary(self.male.astype(np.int8), codes.SEX),
+            "postcode": dictionary(rng.integers(0, len(pools.postcodes), n), pools.postcodes),
+            "la_code": dictionary(self.la, codes.LA_CODES),
         })  # fmt: skip
 
     def _census(self) -> pa.Table:
@@ -280,23 +254,23 @@ class _Chunk:
         eth = self.eth[rep]
         self.rows.fsm = self.fsm[rep, nc]
         self.rows.sen = prov
-        return _table("census", {
+        return arrow_table("census", {
             "pupil_id": self.pupil_id[rep],
             "academic_year": year.astype(np.int16),
-            "la_code": _dict(self.la[rep], codes.LA_CODES),
-            "region": _dict(self.region[rep], codes.REGION_NAMES),
+            "la_code": dictionary(self.la[rep], codes.LA_CODES),
+            "region": dictionary(self.region[rep], codes.REGION_NAMES),
             "urn": sch.urn[school].astype(np.int32),
-            "phase": _dict(sch.phase[school], codes.PHASES),
+            "phase": dictionary(sch.phase[school], codes.PHASES),
             "nc_year": nc.astype(np.int16),
-            "ethnicity_minor": _dict(eth, codes.ETHNICITY_MINOR),
-            "ethnicity_major": _dict(g._eth_major[eth], codes.ETHNICITY_MAJOR),
-            "language_group": _dict(self.lang[rep], codes.LANGUAGE_GROUPS),
+            "ethnicity_minor": dictionary(eth, codes.ETHNICITY_MINOR),
+            "ethnicity_major": dictionary(g._eth_major[eth], codes.ETHNICITY_MAJOR),
+            "language_group": dictionary(self.lang[rep], codes.LANGUAGE_GROUPS),
             "fsm_eligible": self.rows.fsm,
             "ever_fsm_6": self.ever6[rep, nc],
-            "sen_provision": _dict(prov, codes.SEN_PROVISION),
-            "sen_primary_need": _dict(need, codes.SEN_PRIMARY_NEED, mask=prov == 0),
-            "nationality": _dict(nat[rep], codes.NATIONALITIES, mask=~in_nat_years),
-            "country_of_birth": _dict(cob[rep], codes.COUNTRIES_OF_BIRTH, mask=~in_nat_years),
+            "sen_provision": dictionary(prov, codes.SEN_PROVISION),
+            "sen_primary_need": dictionary(need, codes.SEN_PRIMARY_NEED, mask=prov == 0),
+            "nationality": dictionary(nat[rep], codes.NATIONALITIES, mask=~in_nat_years),
+            "country_of_birth": dictionary(cob[rep], codes.COUNTRIES_OF_BIRTH, mask=~in_nat_years),
         })  # fmt: skip
 
     def _nationality(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -307,149 +281,11 @@ class _Chunk:
         pick = np.array(foreign)[rng.integers(0, len(foreign), n)]
         non_gb = self.eal & (rng.random(n) < model.NON_GB_AMONG_EAL)
         nat = np.where(non_gb, pick, names.index("GBR"))
-        born_abroad = non_gb | (self.eal & (rng.random(n) < 0.1))
+        born_abroad = non_gb | (self.eal & (rng.random(n) < model.BRITISH_BORN_ABROAD_AMONG_EAL))
         cob = np.where(born_abroad, pick, names.index("GBR"))
         nat = np.where(rng.random(n) < model.NOT_OBTAINED, names.index("NOT"), nat)
         cob = np.where(rng.random(n) < model.NOT_OBTAINED, names.index("NOT"), cob)
         return nat, cob
-
-    def _attainment_latent(self, nc: int, sel: np.ndarray, effects: dict[str, float]):
-        prov = self.sen[sel, nc]
-        latent = (
-            effects["ability"] * self.ability[sel]
-            + effects["dis"] * self.ever6[sel, nc]
-            + effects["female"] * ~self.male[sel]
-            + effects["K"] * (prov == 1)
-            + effects["E"] * (prov == 2)
-            + effects["eal"] * self.eal[sel]
-        )
-        return latent.astype(_F32)
-
-    def _ks2(self) -> pa.Table:
-        rng, years = self.rng, self.g.years
-        year = self.reception + 6
-        sel = np.flatnonzero((year >= years.first) & (year <= years.last))
-        lat = self._attainment_latent(6, sel, {
-            "ability": 1.0, "dis": model.KS2_DISADVANTAGED, "female": model.KS2_FEMALE,
-            "K": model.KS2_SEN_SUPPORT, "E": model.KS2_EHC, "eal": model.KS2_EAL,
-        })  # fmt: skip
-        m = len(sel)
-        noise = rng.standard_normal((4, m), dtype=_F32) * model.KS2_SUBJECT_NOISE
-        scores = {}
-        for i, subject in enumerate(("read", "maths", "gps")):
-            raw = model.KS2_SCORE_CENTRE[subject] + model.KS2_SCORE_SCALE * (lat + noise[i])
-            scores[subject] = np.clip(np.rint(raw), 80, 120).astype(np.int16)
-        w = lat + noise[3]
-        cuts = model.KS2_WRITING_CUTS
-        writing = np.select([w > cuts[0], w > cuts[1], w > cuts[2], w > cuts[3]], [0, 1, 2, 3], 4)
-        rwm = (scores["read"] >= 100) & (scores["maths"] >= 100) & (writing <= 1)
-        return _table("ks2", {
-            "pupil_id": self.pupil_id[sel],
-            "academic_year": year[sel].astype(np.int16),
-            "read_score": scores["read"],
-            "maths_score": scores["maths"],
-            "gps_score": scores["gps"],
-            "writing_ta": _dict(writing, codes.WRITING_TA),
-            "rwm_expected": rwm,
-        })  # fmt: skip
-
-    def _ks4(self) -> pa.Table:
-        rng, years = self.rng, self.g.years
-        year = self.reception + 11
-        sel = np.flatnonzero((year >= years.first) & (year <= years.last))
-        lat = self._attainment_latent(11, sel, {
-            "ability": model.KS4_ABILITY_LOADING, "dis": model.KS4_DISADVANTAGED,
-            "female": model.KS4_FEMALE, "K": model.KS4_SEN_SUPPORT, "E": model.KS4_EHC,
-            "eal": model.KS4_EAL,
-        })  # fmt: skip
-        m = len(sel)
-        noise = rng.standard_normal((3, m), dtype=_F32)
-        lat = lat + 0.35 * noise[0]
-        a8 = np.clip(np.rint((model.A8_CENTRE + model.A8_SCALE * lat) * 10) / 10, 0, 90)
-        eng = np.clip(np.rint(a8 / 10 + 0.35 + model.GRADE_NOISE * noise[1]), 0, 9).astype(np.int16)
-        mat = np.clip(np.rint(a8 / 10 + 0.15 + model.GRADE_NOISE * noise[2]), 0, 9).astype(np.int16)
-        return _table("ks4", {
-            "pupil_id": self.pupil_id[sel],
-            "academic_year": year[sel].astype(np.int16),
-            "attainment8": a8.astype(np.float64),
-            "english_grade": eng,
-            "maths_grade": mat,
-            "basics_grade4": (eng >= 4) & (mat >= 4),
-            "basics_grade5": (eng >= 5) & (mat >= 5),
-        })  # fmt: skip
-
-    def _absence(self) -> pa.Table:
-        rng, r = self.rng, self.rows
-        sel = np.flatnonzero(r.nc >= 1)  # compulsory school age: Years 1-11
-        pupil = r.rep[sel]
-        m = len(sel)
-        lo, hi = model.FULL_YEAR_SESSIONS
-        possible = rng.integers(lo, hi + 1, m)
-        movers = rng.random(m) < model.MOVER_SHARE
-        possible = np.where(movers, rng.integers(40, lo, m), possible)
-        p = model.ABSENCE_PERSISTENCE
-        z = p * self.u_abs[pupil] + np.sqrt(1 - p * p) * rng.standard_normal(m, dtype=_F32)
-        prov = r.sen[sel]
-        log_rate = (
-            model.ABSENCE_LOG_MEAN
-            + model.ABSENCE_LOG_SD * z
-            + model.ABSENCE_FSM * r.fsm[sel]
-            + model.ABSENCE_SEN_SUPPORT * (prov == 1)
-            + model.ABSENCE_EHC * (prov == 2)
-            + model.ABSENCE_SECONDARY * (r.nc[sel] >= 7)
-        )
-        rate = np.minimum(np.exp(log_rate), 0.95)
-        absent = np.rint(rate * possible).astype(np.int64)
-        a, b = model.UNAUTHORISED_SHARE
-        share = rng.beta(a, b, m) * np.where(r.fsm[sel], model.UNAUTHORISED_FSM_BOOST, 1.0)
-        unauth = np.rint(absent * np.minimum(share, 1.0)).astype(np.int64)
-        return _table("absence", {
-            "pupil_id": self.pupil_id[pupil],
-            "academic_year": r.year[sel].astype(np.int16),
-            "sessions_possible": possible.astype(np.int16),
-            "sessions_authorised": (absent - unauth).astype(np.int16),
-            "sessions_unauthorised": unauth.astype(np.int16),
-            "persistent_absentee": absent * 10 >= possible,
-        })  # fmt: skip
-
-    def _exclusions(self) -> pa.Table:
-        rng, r = self.rng, self.rows
-        rows = len(r.rep)
-        log_lambda = (
-            model.SUSPENSION_LOG_MEAN
-            + model.SUSPENSION_FRAILTY_SD * self.frailty[r.rep]
-            + model.SUSPENSION_SECONDARY * (r.nc >= 7)
-            + model.SUSPENSION_FSM * r.fsm
-            + model.SUSPENSION_SEN * (r.sen > 0)
-            + model.SUSPENSION_MALE * self.male[r.rep]
-        )
-        lam = np.exp(log_lambda)
-        cap = schema.MAX_EXCLUSIONS_PER_YEAR
-        suspensions = np.minimum(rng.poisson(lam), cap)
-        permanent = rng.random(rows) < np.minimum(lam * model.PERMANENT_PER_SUSPENSION, 0.5)
-        # a permanent exclusion is the pupil's last exclusion of the year
-        suspensions = np.minimum(suspensions, cap - permanent)
-        k = suspensions + permanent
-        row = np.repeat(np.arange(rows), k)
-        seq = np.arange(len(row)) - np.repeat(np.cumsum(k) - k, k) + 1
-        is_perm = permanent[row] & (seq == k[row])
-        m = len(row)
-        reason = np.where(
-            is_perm, _sample(rng, self.g._reason_p, m), _sample(rng, self.g._reason_s, m)
-        )
-        sessions = np.where(
-            is_perm,
-            rng.integers(10, 91, m),
-            np.minimum(2 * rng.geometric(0.45, m) - (rng.random(m) < 0.15), 90),
-        )
-        return _table("exclusions", {
-            "pupil_id": self.pupil_id[r.rep[row]],
-            "academic_year": r.year[row].astype(np.int16),
-            "exclusion_seq": seq.astype(np.int16),
-            "category": _dict(is_perm.astype(np.int8), codes.EXCLUSION_CATEGORIES),
-            "reason": _dict(reason, codes.EXCLUSION_REASONS),
-            "sessions": np.maximum(sessions, 1).astype(np.int16),
-        })  # fmt: skip
 
 
 class _Rows:

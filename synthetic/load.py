@@ -23,10 +23,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from synthetic import GENERATOR_VERSION, codes, schema
+from synthetic import GENERATOR_VERSION, codes, generator, schema
 from synthetic.generator import Generator, YearRange
 
-Progress = Callable[[str, int, int], None]  # (what just finished, steps done, steps in all)
+Progress = Callable[[str, int, int], None]  # (what is under way, steps done, steps in all)
 METADATA_TABLE = "dataset_metadata"
 MAX_PUPILS = 50_000_000
 # Declared foreign keys are verified once after loading (``verify_references``, an anti-join
@@ -215,6 +215,31 @@ def _temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporary files left beside ``path`` by runs that were killed (their process is
+    gone); return what was removed."""
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        try:
+            pid = int(tmp.name.split(".tmp-", 1)[1].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def _remove(path: Path) -> None:
     for p in (path, path.with_name(path.name + ".wal")):
         p.unlink(missing_ok=True)
@@ -267,6 +292,7 @@ def generate_database(
     started = time.perf_counter()
     year_range = check_generation(path, pupils, seed, years, force)
     target = Path(path)
+    remove_stale_temporaries(target)
     tmp = _temporary_path(target)
     _remove(tmp)
     try:
@@ -291,22 +317,27 @@ def _write(
     progress: Progress | None,
     foreign_keys: bool,
 ) -> DataVersion:
-    gen = Generator(pupils, seed, years)
-    steps = 2 + gen.n_chunks + 1
+    n_chunks = -(-pupils // generator.CHUNK_PUPILS)
+    steps = 2 + n_chunks * len(schema.PRIVATE_TABLES) + 2
     done = 0
 
-    def tick(what: str) -> None:
+    def tick(next_step: str, advance: int = 1) -> None:
         nonlocal done
-        done += 1
+        done += advance
         if progress is not None:
-            progress(what, done, steps)
+            progress(next_step, done, steps)
+
+    tick("building schools and name pools", 0)
+    gen = Generator(pupils, seed, years)
 
     con = duckdb.connect(str(tmp))
     try:
+        # DuckDB draws its own progress bar on stdout for long statements: not here
+        con.execute("SET enable_progress_bar = false")
         create_tables(con, foreign_keys)
         for name, data in gen.reference_tables().items():
             insert_arrow(con, name, data)
-        tick("reference tables")
+        tick("loading reference tables")
         # generate the next chunk while DuckDB loads this one (DuckDB releases the GIL)
         pending: queue.Queue[object] = queue.Queue(maxsize=1)
         stop = threading.Event()
@@ -331,7 +362,7 @@ def _write(
 
         producer = threading.Thread(target=produce, name="npd-generate", daemon=True)
         producer.start()
-        tick("generator ready")
+        tick(f"generating pupils (chunk 1/{n_chunks})")
         k = 0
         try:
             while (item := pending.get()) is not None:
@@ -339,12 +370,16 @@ def _write(
                     raise item
                 k += 1
                 for name, data in item.items():  # type: ignore[attr-defined]
+                    tick(f"loading {name} (chunk {k}/{n_chunks})", 0)
                     insert_arrow(con, name, data)
-                tick(f"pupils chunk {k}/{gen.n_chunks}")
+                    tick(f"generating pupils (chunk {k + 1}/{n_chunks})" if k < n_chunks
+                         else "finishing")  # fmt: skip
         finally:
             stop.set()
             producer.join()
+        tick("verifying foreign keys", 0)
         verify_references(con)
+        tick("computing the data version")
         digest, rows = content_digest(con)
         created = datetime.now(UTC).isoformat(timespec="seconds")
         con.execute(
@@ -353,7 +388,7 @@ def _write(
              json.dumps(rows), created],
         )  # fmt: skip
         con.execute("CHECKPOINT")
-        tick("data version")
+        tick("done")
     finally:
         con.close()
     return DataVersion(seed, pupils, years.first, years.last, GENERATOR_VERSION, digest,

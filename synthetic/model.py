@@ -24,7 +24,7 @@ def upper_threshold(rate: float) -> float:
 MALE_SHARE = 0.512
 
 # FSM: a pupil-level propensity plus yearly noise (probit); correlation between years.
-FSM_PERSISTENCE = 0.97
+FSM_PERSISTENCE = 0.985
 
 # SEN: probit with sex-specific thresholds; EHC boys share ~71 %.
 SEN_PERSISTENCE = 0.9
@@ -52,6 +52,7 @@ LANGUAGE_UNCLASSIFIED = 0.004
 # Nationality / country of birth (2017, 2018 only): non-British share among EAL pupils.
 NON_GB_AMONG_EAL = 0.35
 NOT_OBTAINED = 0.04  # "not yet obtained / refused"
+BRITISH_BORN_ABROAD_AMONG_EAL = 0.1
 
 # SEN primary need distributions (approx. DfE 2023/24) by provision.
 NEED_SUPPORT = {"SPLD": 0.15, "MLD": 0.17, "SLD": 0.003, "PMLD": 0.001, "SEMH": 0.20,
@@ -81,7 +82,10 @@ KS4_EHC = -1.6
 KS4_EAL = 0.08
 A8_CENTRE = 52.0
 A8_SCALE = 17.5
+KS4_NOISE = 0.35
 GRADE_NOISE = 0.9
+ENGLISH_GRADE_OFFSET = 0.35  # grades sit a little above A8 / 10 (basics 4+ ~65 %, 5+ ~46 %)
+MATHS_GRADE_OFFSET = 0.15
 
 # Absence: lognormal absence rate per pupil-year, persistent within pupil.
 ABSENCE_LOG_MEAN = -3.20
@@ -104,6 +108,9 @@ SUSPENSION_FSM = 0.85
 SUSPENSION_SEN = 0.7
 SUSPENSION_MALE = 0.6
 PERMANENT_PER_SUSPENSION = 0.0115
+SUSPENSION_DAYS_P = 0.45  # days per suspension ~ geometric; sessions = 2 per day
+HALF_DAY_SHARE = 0.15  # suspensions ending at midday (one session fewer)
+PERMANENT_SESSIONS = (10, 91)  # sessions recorded for a permanent exclusion: [low, high)
 SUSPENSION_REASONS = {"PD": 0.46, "VA": 0.13, "PP": 0.11, "VP": 0.08, "PA": 0.04,
                       "DA": 0.03, "DM": 0.02, "BU": 0.01, "RA": 0.01, "SM": 0.01,
                       "TH": 0.01, "MT": 0.01, "LG": 0.005, "DS": 0.003, "WT": 0.002,

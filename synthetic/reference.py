@@ -96,7 +96,7 @@ def build_geography() -> Geography:
     return Geography(la_codes, names, region, share / share.sum(), fsm)
 
 
-def _school_names(rng: np.random.Generator, phase: np.ndarray, types: list[str]):
+def _school_names(rng: np.random.Generator, phase: np.ndarray, types: list[str]) -> list[str]:
     surnames = list(PersonProvider.last_names)
     base = [
         f"{surnames[rng.integers(len(surnames))]} {_PLACE_SUFFIXES[rng.integers(14)]}"
@@ -164,7 +164,8 @@ def pick_schools(schools: Schools, phase: int, la: np.ndarray, u: np.ndarray) ->
     base = np.where(lo > 0, cum[np.maximum(lo - 1, 0)], 0.0)
     target = base + u * (cum[hi - 1] - base)
     idx = np.searchsorted(cum, target, side="right")
-    return np.minimum(np.maximum(idx, lo), hi - 1)
+    picked: np.ndarray = np.minimum(np.maximum(idx, lo), hi - 1)
+    return picked
 
 
 def build_pools(fake: Faker) -> Pools:

@@ -51,7 +51,9 @@ def is_valid_upn(upn: str) -> bool:
     return upn[0] == upn_check_letter(upn[1:])
 
 
-def upn_digits(la: np.ndarray, estab: np.ndarray, year2: np.ndarray, serial: np.ndarray):
+def upn_digits(
+    la: np.ndarray, estab: np.ndarray, year2: np.ndarray, serial: np.ndarray
+) -> np.ndarray:
     """The 12 body digits of many permanent UPNs, as an ``(n, 12)`` uint8 array of 0-9."""
     out = np.empty((len(la), 12), dtype=np.uint8)
     for col, (values, width) in enumerate(((la, 3), (estab, 4), (year2, 2), (serial, 3))):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from safesetting.cli.common import (
+    Context,
     console,
     err_console,
     handle_errors,
@@ -37,6 +42,20 @@ def parse_whole(text: str, what: str, minimum: int) -> int:
     return value
 
 
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so the temporary file is removed on the way out."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @click.group()
 def data() -> None:
     """Generate the synthetic National Pupil Database and describe what may be asked of it."""
@@ -55,7 +74,7 @@ def data() -> None:
 @json_option
 @pass_context
 @handle_errors
-def generate(ctx, pupils: str, seed: str, years: str, force: bool, as_json: bool) -> None:
+def generate(ctx: Context, pupils: str, seed: str, years: str, force: bool, as_json: bool) -> None:
     """Generate synthetic pupil records into HOME/npd.duckdb.
 
     Pupils move through Reception to Year 11 across the years generated, sit KS2 and KS4,
@@ -81,7 +100,8 @@ def generate(ctx, pupils: str, seed: str, years: str, force: bool, as_json: bool
             def progress(what: str, done: int, total: int) -> None:
                 bar.update(task, description=what, completed=done, total=total)
 
-            version = generate_database(target, n, s, year_range, force, progress)
+            with _terminate_cleanly():
+                version = generate_database(target, n, s, year_range, force, progress)
     except GenerationError as exc:
         raise UsageError(str(exc)) from None
     summary = {**version.to_json(), "seconds": round(version.seconds or 0.0, 2)}

@@ -15,7 +15,7 @@ import pytest
 
 from safesetting.cli import cli
 from synthetic import schema
-from synthetic.load import read_data_version
+from synthetic.load import generate_database, read_data_version
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,25 +93,42 @@ def test_force_replaces(runner, npd_tiny):
     assert read_data_version(npd_tiny).pupils == 300 != before.pupils
 
 
-def test_killed_run_leaves_previous_database_intact(npd_tiny):
-    before = read_data_version(npd_tiny)
+def _start_and_signal(home: Path, signum: int) -> int:
+    """Start a large generation in a subprocess, signal it mid-way, return its exit code."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "safesetting", "--home", str(npd_tiny.parent), "data", "generate",
+        [sys.executable, "-m", "safesetting", "--home", str(home), "data", "generate",
          "--pupils", "400000", "--force", "--json"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(
-        p.name.startswith(".npd.duckdb.tmp") for p in npd_tiny.parent.iterdir()
+        p.name.startswith(".npd.duckdb.tmp") for p in home.iterdir()
     ):
         time.sleep(0.05)
+    assert any(p.name.startswith(".npd.duckdb.tmp") for p in home.iterdir()), "never started"
     time.sleep(1.0)  # well into generation (400k pupils take several seconds)
-    assert proc.poll() is None, "generation finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.poll() is None, "generation finished before it could be signalled"
+    proc.send_signal(signum)
+    return proc.wait()
+
+
+def test_terminated_run_cleans_up_and_leaves_previous_database(npd_tiny):
+    before = read_data_version(npd_tiny)
+    assert _start_and_signal(npd_tiny.parent, signal.SIGTERM) == 128 + signal.SIGTERM
     assert read_data_version(npd_tiny) == before
-    assert npd_tiny.stat().st_size > 0
+    assert sorted(p.name for p in npd_tiny.parent.iterdir()) == ["npd.duckdb"]
+
+
+def test_killed_run_leaves_previous_database_intact(npd_tiny):
+    before = read_data_version(npd_tiny)
+    _start_and_signal(npd_tiny.parent, signal.SIGKILL)
+    assert read_data_version(npd_tiny) == before
+    left = [p.name for p in npd_tiny.parent.iterdir() if p.name.startswith(".npd.duckdb.tmp")]
+    assert left  # a killed process cannot clean up; the next run does
+    after = generate_database(npd_tiny, 200, seed=1, force=True)
+    assert read_data_version(npd_tiny) == after
+    assert sorted(p.name for p in npd_tiny.parent.iterdir()) == ["npd.duckdb"]
 
 
 def test_catalogue_json_lists_every_table_and_column_without_a_database(runner, tmp_path):

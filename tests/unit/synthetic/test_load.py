@@ -210,3 +210,20 @@ def test_write_failure_is_a_generation_error_and_cleans_up(tmp_path, monkeypatch
     with pytest.raises(GenerationError, match="No space left"):
         generate_database(tmp_path / "npd.duckdb", 200)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_single_year_and_widest_range(tmp_path):
+    one = generate_database(tmp_path / "one.duckdb", 1200, seed=4, years="2020")
+    assert (one.first_year, one.last_year) == (2020, 2020)
+    assert one.rows["census"] == 1200  # every pupil is in school in a one-year window
+    con = duckdb.connect(str(tmp_path / "one.duckdb"), read_only=True)
+    assert con.execute("SELECT DISTINCT academic_year FROM census").fetchall() == [(2020,)]
+    con.close()
+    wide = generate_database(tmp_path / "wide.duckdb", 1200, seed=4, years="2006-2025")
+    assert wide.rows["census"] > 1200
+
+
+def test_a_folder_in_the_way_is_refused(tmp_path):
+    (tmp_path / "npd.duckdb").mkdir()
+    with pytest.raises(GenerationError, match="not a file"):
+        generate_database(tmp_path / "npd.duckdb", 100, force=True)
