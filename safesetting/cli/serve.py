@@ -11,7 +11,9 @@ from safesetting.cli.common import Context, handle_errors, pass_context
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port."
+)
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -24,6 +26,7 @@ from safesetting.cli.common import Context, handle_errors, pass_context
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
     show_default=True,
+    help="uvicorn's log level (access lines name the path, never a body or a token).",
 )
 @pass_context
 @handle_errors
