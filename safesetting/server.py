@@ -18,8 +18,11 @@ Security properties of the boundary (see docs/ARCHITECTURE.md):
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,14 +31,18 @@ import audit
 from audit.publish import ProofError, consistency_bundle, inclusion_bundle
 from safesetting import __version__
 from safesetting.api.errors import EXCEPTION_HANDLERS, EnvelopeRoute, refusal
+from safesetting.api.headers import SecurityHeadersMiddleware
 from safesetting.api.limits import BodyLimitMiddleware
 from safesetting.api.models import (
     ID_PATTERN,
     QUERY_ID_PATTERN,
+    BudgetBody,
     ConsistencyParams,
     EntryFilter,
+    ErrorBody,
     InclusionParams,
     QueryRequest,
+    QueryResultBody,
 )
 from safesetting.api.page import render_page
 from safesetting.budgets import budget_summary
@@ -55,12 +62,16 @@ from safesetting.store.registry import Researcher
 from safesetting.transparency import transparency_summary
 from synthetic import catalogue as catalogue_lib
 
+#: Requests one worker runs at once (its threadpool; anyio's default is 40). The service is
+#: CPU-bound on a 2-core box, and each fresh query holds an in-memory sandbox of up to the
+#: engine's memory limit, so a small bound keeps memory bounded without costing throughput.
+REQUEST_THREADS = 8
 ALL_ROLES = ("researcher", "auditor", "admin")
 AUDIT_ROLES = ("auditor", "admin")
 _bearer = HTTPBearer(auto_error=False, description="The token shown once at registration.")
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": text}
+    status: {"description": text, "model": ErrorBody}
     for status, text in {
         401: "No, unknown, revoked or expired token (error envelope)",
         403: "Wrong role, or refused by the policy (error envelope; a refused query's "
@@ -125,7 +136,12 @@ State = Annotated[SafeSettingApp, Depends(_state)]
 router = APIRouter(route_class=EnvelopeRoute, responses=ERROR_RESPONSES)
 
 
-@router.post("/v1/queries", tags=["queries"], summary="Ask an aggregate question (or dry run)")
+@router.post(
+    "/v1/queries",
+    tags=["queries"],
+    summary="Ask an aggregate question (or dry run)",
+    responses={200: {"model": QueryResultBody, "description": "Released, cached or dry run"}},
+)
 def submit_query(body: QueryRequest, token: Token, app: State) -> JSONResponse:
     """Run the query path of DESIGN.md §2. 200 with the QueryResult when released, cached
     or a dry run; a refusal is 403 (policy) or 409 (budget only) with the QueryResult under
@@ -136,7 +152,12 @@ def submit_query(body: QueryRequest, token: Token, app: State) -> JSONResponse:
     return JSONResponse(result.to_json())
 
 
-@router.get("/v1/queries/{query_id}", tags=["queries"], summary="Read a released result again")
+@router.get(
+    "/v1/queries/{query_id}",
+    tags=["queries"],
+    summary="Read a released result again",
+    responses={200: {"model": QueryResultBody, "description": "The released result"}},
+)
 def get_query(
     query_id: Annotated[str, Path(pattern=QUERY_ID_PATTERN)], token: Token, app: State
 ) -> JSONResponse:
@@ -145,7 +166,12 @@ def get_query(
     return JSONResponse(app.service.get_result(token, query_id).to_json())
 
 
-@router.get("/v1/projects/{project_id}/budget", tags=["queries"], summary="A project's budget")
+@router.get(
+    "/v1/projects/{project_id}/budget",
+    tags=["queries"],
+    summary="A project's budget",
+    responses={200: {"model": BudgetBody, "description": "Budget, spent, remaining ε"}},
+)
 def get_budget(
     project_id: Annotated[str, Path(pattern=ID_PATTERN)], token: Token, app: State
 ) -> dict[str, Any]:
@@ -242,6 +268,12 @@ def get_page(app: State) -> HTMLResponse:
     return HTMLResponse(render_page(transparency_summary(app.control)))
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
+    yield
+
+
 def create_app(home: Home, control: Control | None = None) -> FastAPI:
     """The ASGI app for ``home``; opens its control plane (migrations, policy) once."""
     control = control or open_control(home, actor="service")
@@ -255,10 +287,12 @@ def create_app(home: Home, control: Control | None = None) -> FastAPI:
         exception_handlers=EXCEPTION_HANDLERS,
         docs_url=None,
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.safesetting = SafeSettingApp(control)
     app.include_router(router)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: on 413s too
     return app
 
 

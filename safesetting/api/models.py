@@ -51,3 +51,64 @@ class ConsistencyParams(Strict):
     model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
     old: Annotated[int, Field(ge=0)]
     new: Annotated[int, Field(ge=0)] | None = None
+
+
+# --- response shapes (documentation for /openapi.json; the bodies come from to_json()) ----
+# extra="forbid" so that the contract tests, which validate real bodies against these,
+# notice when a body and its documentation drift apart.
+
+
+class Documented(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReasonBody(Documented):
+    code: str
+    message: str
+
+
+class ErrorDetail(Documented):
+    kind: str
+    message: str
+
+
+class QueryResultBody(Documented):
+    """``QueryResult.to_json()``: released (noisy) values only."""
+
+    status: str = Field(description="released, cached, dry_run or denied")
+    query_id: str
+    reasons: list[ReasonBody]
+    columns: list[str]
+    rows: list[list[str | int | float | bool | None]] = Field(
+        description="group keys then noisy aggregates; a suppressed cell is null"
+    )
+    error: list[list[float | None]] = Field(description="95 % half-width per aggregate cell")
+    epsilon_spent: float
+    budget_remaining: float | None
+    audit_seq: int | None
+    project: str | None
+    epsilon: float | None
+    contribution_bound: int | None
+    notes: list[str]
+    data_version: str | None
+    expected: list[dict[str, str | float | None]] | None = Field(
+        None, description="dry runs only: per-aggregate mechanism and expected error"
+    )
+
+
+class ErrorBody(Documented):
+    """Every non-2xx body (``api.errors.error_response``)."""
+
+    error: ErrorDetail
+    reasons: list[ReasonBody]
+    incident: str | None = Field(None, description="500 only: quote it to the operators")
+    result: QueryResultBody | None = Field(None, description="a refused query only")
+
+
+class BudgetBody(Documented):
+    project: str
+    budget_epsilon: float
+    epsilon_spent: float
+    budget_remaining: float
+    dataset_epsilon_spent: float
+    dataset_epsilon_cap: float

@@ -6,10 +6,14 @@ from __future__ import annotations
 import base64
 import logging
 
+import anyio
+import anyio.to_thread
 import pytest
 
 import audit
+from safesetting.api.models import BudgetBody, ErrorBody, QueryResultBody
 from safesetting.errors import ErrorEnvelope
+from safesetting.server import REQUEST_THREADS, create_app
 from tests.server.conftest import SQL
 
 ENVELOPE_KEYS = {"error", "reasons"}
@@ -26,6 +30,7 @@ def assert_envelope(response, status: int, kind: str) -> dict:
     assert body["error"]["kind"] == kind
     assert all(set(r) == {"code", "message"} for r in body["reasons"])
     assert "Traceback" not in response.text
+    ErrorBody.model_validate(body)  # the body is what /openapi.json documents
     return body
 
 
@@ -47,6 +52,7 @@ def test_release_then_cache_then_read_again(client, setting):
     first = query(client, setting, epsilon="0.25")
     assert first.status_code == 200
     body = first.json()
+    QueryResultBody.model_validate(body)
     assert body["status"] == "released"
     assert body["columns"] == ["region", "n"]
     assert len(body["rows"]) == 9
@@ -69,6 +75,7 @@ def test_dry_run_spends_nothing(client, setting):
     r = query(client, setting, epsilon="0.5", dry_run=True)
     assert r.status_code == 200
     assert r.json()["status"] == "dry_run"
+    QueryResultBody.model_validate(r.json())
     assert r.json()["expected"]
     budget = client.get("/v1/projects/gaps/budget", headers=setting.headers("ada")).json()
     assert budget["epsilon_spent"] == 0
@@ -176,6 +183,7 @@ def test_budget(client, setting):
     query(client, setting, epsilon="0.3")
     r = client.get("/v1/projects/gaps/budget", headers=setting.headers("ada"))
     assert r.status_code == 200
+    BudgetBody.model_validate(r.json())
     assert r.json() == {
         "project": "gaps",
         "budget_epsilon": 1.0,
@@ -282,3 +290,22 @@ def test_openapi_documents_every_endpoint(client):
 def test_error_envelope_matches_the_cli_envelope():
     """The server's body is ErrorEnvelope.to_json (plus result/incident): one shape."""
     assert set(ErrorEnvelope("bad_input", "m").to_json()) == ENVELOPE_KEYS
+
+
+def test_security_headers_on_every_response(client, setting):
+    big = b"x" * 70_000
+    for r in (client.get("/"), client.get("/v1/transparency"), client.get("/nope"),
+              query(client, setting), client.post("/v1/queries", content=big)):  # fmt: skip
+        assert r.headers["cache-control"] == "no-store"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_lifespan_bounds_the_request_threads(setting):
+    app = create_app(setting.home)
+
+    async def start() -> int:
+        async with app.router.lifespan_context(app):
+            return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    assert anyio.run(start) == REQUEST_THREADS
