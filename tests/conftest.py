@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from safesetting.db import make_engine
 from synthetic.load import generate_database
 
 NPD_SMALL_PUPILS = 80_000
@@ -89,10 +88,10 @@ def pg_url(_pg_admin: sa.Engine) -> Iterator[Callable[[], str]]:
         return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
     yield make
-    for url in (PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}" for name in created):
-        # Engines the code under test cached for this database: close their pooled
-        # connections now, not at some later test's garbage collection (ResourceWarning).
-        make_engine(url).dispose()
+    from safesetting.db import dispose_engines
+
+    for name in created:
+        dispose_engines(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
     with _pg_admin.connect() as conn:
         for name in created:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
