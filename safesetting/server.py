@@ -29,6 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import audit
 from audit.publish import ProofError, consistency_bundle, inclusion_bundle
+from policies.reasons import reason
 from safesetting import __version__
 from safesetting.api.errors import EXCEPTION_HANDLERS, EnvelopeRoute, refusal
 from safesetting.api.headers import SecurityHeadersMiddleware
@@ -104,27 +105,49 @@ class SafeSettingApp:
         self.service = QueryService(control)
         self.key = audit.load_or_create_key(control.home.signing_key)
 
-    def caller(
-        self, token: str | None, roles: tuple[str, ...], request: Request, project: str | None
-    ) -> Researcher:
-        """Authenticate ``token`` for ``roles``; a failure is audited ``auth.failed``."""
+    def audit_failure(
+        self, request: Request, exc: AuthenticationError | PermissionDeniedError
+    ) -> None:
+        """Record ``auth.failed``: the route template and reason codes, no caller text."""
+        route = request.scope.get("route")
+        with self.control.transaction() as conn:
+            self.control.record(
+                conn,
+                "auth.failed",
+                actor="anonymous" if isinstance(exc, AuthenticationError) else "researcher",
+                request={"method": request.method, "path": getattr(route, "path", "?")},
+                decision="denied",
+                reasons=[r.code for r in exc.reasons],
+            )
+
+    def caller(self, token: str | None, request: Request) -> Researcher:
+        """The holder of ``token``, accredited today, whatever their role.
+
+        An unknown, revoked or expired token (401) or an expired accreditation (403) is
+        audited ``auth.failed`` and refused on every endpoint, not only by the policy.
+        """
         try:
             with self.control.engine.connect() as conn:
-                return authenticate(conn, token, roles=roles)
+                caller = authenticate(conn, token, roles=ALL_ROLES)
+            if caller.accredited_until < self.control.today():
+                raise PermissionDeniedError(
+                    f"the accreditation of {caller.id} has expired",
+                    [reason("accreditation_expired", researcher=caller.id,
+                            date=caller.accredited_until.isoformat())],
+                )  # fmt: skip
         except (AuthenticationError, PermissionDeniedError) as exc:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "?")
-            with self.control.transaction() as conn:
-                self.control.record(
-                    conn,
-                    "auth.failed",
-                    actor="anonymous" if isinstance(exc, AuthenticationError) else "researcher",
-                    project=project,
-                    request={"method": request.method, "path": path},
-                    decision="denied",
-                    reasons=[r.code for r in exc.reasons],
-                )
+            self.audit_failure(request, exc)
             raise
+        return caller
+
+    def require_role(self, caller: Researcher, roles: tuple[str, ...], request: Request) -> None:
+        if caller.role not in roles:
+            exc = PermissionDeniedError(
+                f"role {caller.role} may not do this (needs {' or '.join(sorted(roles))})",
+                [reason("wrong_role", role=caller.role)],
+            )
+            self.audit_failure(request, exc)
+            raise exc
 
 
 def _state(request: Request) -> SafeSettingApp:
@@ -133,6 +156,14 @@ def _state(request: Request) -> SafeSettingApp:
 
 
 State = Annotated[SafeSettingApp, Depends(_state)]
+
+
+def caller_of(token: Token, app: State, request: Request) -> Researcher:
+    """Every token endpoint runs this first (see :meth:`SafeSettingApp.caller`)."""
+    return app.caller(token, request)
+
+
+Caller = Annotated[Researcher, Depends(caller_of)]
 router = APIRouter(route_class=EnvelopeRoute, responses=ERROR_RESPONSES)
 
 
@@ -142,7 +173,7 @@ router = APIRouter(route_class=EnvelopeRoute, responses=ERROR_RESPONSES)
     summary="Ask an aggregate question (or dry run)",
     responses={200: {"model": QueryResultBody, "description": "Released, cached or dry run"}},
 )
-def submit_query(body: QueryRequest, token: Token, app: State) -> JSONResponse:
+def submit_query(body: QueryRequest, token: Token, app: State, _caller: Caller) -> JSONResponse:
     """Run the query path of DESIGN.md §2. 200 with the QueryResult when released, cached
     or a dry run; a refusal is 403 (policy) or 409 (budget only) with the QueryResult under
     ``result`` in the error envelope."""
@@ -159,7 +190,10 @@ def submit_query(body: QueryRequest, token: Token, app: State) -> JSONResponse:
     responses={200: {"model": QueryResultBody, "description": "The released result"}},
 )
 def get_query(
-    query_id: Annotated[str, Path(pattern=QUERY_ID_PATTERN)], token: Token, app: State
+    query_id: Annotated[str, Path(pattern=QUERY_ID_PATTERN)],
+    token: Token,
+    app: State,
+    _caller: Caller,
 ) -> JSONResponse:
     """A released result again, at no cost: a researcher's own queries only (404 otherwise);
     auditors and admins any."""
@@ -173,7 +207,10 @@ def get_query(
     responses={200: {"model": BudgetBody, "description": "Budget, spent, remaining ε"}},
 )
 def get_budget(
-    project_id: Annotated[str, Path(pattern=ID_PATTERN)], token: Token, app: State
+    project_id: Annotated[str, Path(pattern=ID_PATTERN)],
+    token: Token,
+    app: State,
+    _caller: Caller,
 ) -> dict[str, Any]:
     """Budget, spent and remaining ε of a project (a researcher's own projects only)."""
     return budget_summary(app.control, project_id, token).to_json()
@@ -187,10 +224,10 @@ def get_catalogue() -> dict[str, Any]:
 
 @router.get("/v1/audit/entries", tags=["audit"], summary="Audit log entries (auditors)")
 def get_entries(
-    filters: Annotated[EntryFilter, Query()], token: Token, app: State, request: Request
+    filters: Annotated[EntryFilter, Query()], caller: Caller, app: State, request: Request
 ) -> dict[str, Any]:
     """The newest ``limit`` entries matching the filters, oldest first (auditors, admins)."""
-    app.caller(token, AUDIT_ROLES, request, filters.project)
+    app.require_role(caller, AUDIT_ROLES, request)
     with app.control.engine.connect() as conn:
         found = audit.read_entries(
             conn,
@@ -226,11 +263,10 @@ def get_public_key(app: State) -> PlainTextResponse:
 
 @router.get("/v1/audit/proof/inclusion", tags=["audit"], summary="Inclusion proof of an entry")
 def get_inclusion(
-    params: Annotated[InclusionParams, Query()], token: Token, app: State, request: Request
+    params: Annotated[InclusionParams, Query()], caller: Caller, app: State
 ) -> dict[str, Any]:
     """Entry ``seq``, its RFC 9162 inclusion proof and the signed checkpoint. Researchers
     may prove only their own entries (so they can check their queries were logged)."""
-    caller = app.caller(token, ALL_ROLES, request, None)
     if caller.role == "researcher":
         with app.control.engine.connect() as conn:
             entry = audit.get_entry(conn, params.seq)

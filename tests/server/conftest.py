@@ -20,7 +20,7 @@ import pytest
 
 from safesetting import administration as admin
 from safesetting.control import open_control
-from safesetting.db import make_engine
+from safesetting.db import dispose_engines
 from safesetting.home import Home
 from safesetting.server import create_app
 
@@ -100,7 +100,7 @@ def db_url(request, monkeypatch) -> Iterator[str | None]:
     url = request.getfixturevalue("pg_url")()
     monkeypatch.setenv("SAFESETTING_DB_URL", url)
     yield url
-    make_engine(url).dispose()  # close the cached engine's pool before the database goes
+    dispose_engines(url)  # close the cached engine's pool before the database goes
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
+import audit
 from safesetting import administration as admin
 from safesetting.control import open_control
 from safesetting.store import tables as t
@@ -70,17 +71,33 @@ def test_expired_token_is_401(client, setting):
     assert assert_envelope(r, 401, "unauthenticated")["reasons"][0]["code"] == "token_expired"
 
 
-def test_expired_accreditation_and_project_are_refused(client, setting):
+@pytest.mark.parametrize(("method", "path", "kwargs"), AUTHENTICATED)
+def test_expired_accreditation_is_refused_everywhere_and_audited(
+    client, setting, method, path, kwargs
+):
     control = open_control(setting.home)
     with control.engine.begin() as conn:
-        conn.execute(sa.update(t.researchers).where(t.researchers.c.id == "ada")
+        conn.execute(sa.update(t.researchers).where(t.researchers.c.id.in_(["ada", "aud"]))
                      .values(accredited_until=date(2020, 1, 1)))  # fmt: skip
+    with control.engine.connect() as conn:
+        before = len(audit.read_entries(conn, action="auth.failed"))
+    for who in ("ada", "aud"):
+        r = client.request(method, path, headers=setting.headers(who), **kwargs)
+        body = assert_envelope(r, 403, "forbidden")
+        assert [x["code"] for x in body["reasons"]] == ["accreditation_expired"]
+    with control.engine.connect() as conn:
+        assert len(audit.read_entries(conn, action="auth.failed")) == before + 2
+
+
+def test_expired_project_is_a_policy_refusal(client, setting):
+    control = open_control(setting.home)
+    with control.engine.begin() as conn:
         conn.execute(sa.update(t.projects).where(t.projects.c.id == "gaps")
                      .values(expires=date(2020, 1, 1)))  # fmt: skip
     r = client.post("/v1/queries", json={"sql": SQL, "project": "gaps"},
                     headers=setting.headers("ada"))  # fmt: skip
     codes = {x["code"] for x in assert_envelope(r, 403, "denied")["reasons"]}
-    assert {"accreditation_expired", "project_expired"} <= codes
+    assert "project_expired" in codes
 
 
 def test_role_matrix(client, setting):
@@ -122,3 +139,14 @@ def test_role_matrix(client, setting):
     assert client.get(prove, params={"seq": 1}, headers=h("aud")).status_code == 200
     # Wrong roles on query/log endpoints were audited (the budget's not_a_member is a denial).
     assert auth_failures(client, setting) == before + 4
+
+
+def test_caller_text_never_reaches_the_log_of_a_failed_login(client, setting):
+    before = auth_failures(client, setting)
+    r = client.get("/v1/audit/entries", params={"project": "A123456789012"})
+    assert_envelope(r, 401, "unauthenticated")
+    assert auth_failures(client, setting) == before + 1
+    found = client.get("/v1/audit/entries", params={"action": "auth.failed"},
+                       headers=setting.headers("aud")).json()["entries"][-1]  # fmt: skip
+    assert found["project"] is None
+    assert found["request"] == {"method": "GET", "path": "/v1/audit/entries"}
