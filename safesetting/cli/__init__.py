@@ -15,9 +15,11 @@ from safesetting.cli.audit import audit_group
 from safesetting.cli.budget import budget
 from safesetting.cli.common import Context
 from safesetting.cli.data import data
+from safesetting.cli.demo import demo
 from safesetting.cli.query import query
+from safesetting.cli.transparency import transparency
 
-GROUPS: list[click.Command] = [data, admin, query, budget, audit_group]
+GROUPS: list[click.Command] = [data, admin, query, budget, audit_group, transparency, demo]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
