@@ -23,6 +23,7 @@ import audit
 from audit.merkle import extend_frontier
 from safesetting import administration as admin
 from safesetting.control import Control, open_control
+from safesetting.db import make_engine
 from safesetting.demo import story
 from safesetting.demo.story import Step
 from safesetting.demo.truth import Truth, mask_upn, pupil_with_exclusion, true_rows
@@ -95,6 +96,8 @@ def prepare_home(out: Path, pupils: int, seed: int, notify: Notify) -> tuple[Dem
     home = DemoHome(root.resolve())
     home.ensure()
     (root / MARKER).write_text("Created by `safesetting demo`; cleared by the next run.\n")
+    # This process may still hold pooled connections to the previous run's control database.
+    make_engine(home.db_url).dispose()
     for name in ("control.db", "control.db-wal", "control.db-shm", "policy.toml", "checkpoint.key"):
         (root / name).unlink(missing_ok=True)
     started = time.perf_counter()

@@ -143,8 +143,16 @@ def step_panel(o: Outcome) -> Panel:
     n = next(i for i, s in enumerate(STEPS, 1) if s.key == o.step.key)
     colour = "green" if o.status in GOOD else "red"
     mark = "" if o.ok else f"  [bold red]UNEXPECTED (wanted {o.step.expect})[/]"
-    title = f"[bold]{n}. {o.step.title}[/]  [{colour}]● {o.status}[/]{mark}"
-    return Panel(Group(*_body(o)), title=title, title_align="left", border_style=colour)
+    # The outcome goes first and in the subtitle too: a narrow terminal cuts titles short.
+    title = f"[{colour}]● {o.status}[/] [bold]{n}. {o.step.title}[/]"
+    return Panel(
+        Group(*_body(o)),
+        title=title,
+        title_align="left",
+        subtitle=f"[{colour}]● {o.status}[/]{mark}",
+        subtitle_align="right",
+        border_style=colour,
+    )
 
 
 def notifier(console: Console) -> Notify:

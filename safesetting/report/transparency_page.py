@@ -9,6 +9,15 @@ from safesetting.report.charts import budget_chart
 from safesetting.report.markup import Markup, explain, join, page, para, table, tag
 
 
+def _pupils(n: int) -> str:
+    """Agree the verb with the count.
+
+    >>> _pupils(1), _pupils(2)
+    ('1 pupil has', '2 pupils have')
+    """
+    return f"{n:,} pupil has" if n == 1 else f"{n:,} pupils have"
+
+
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} ×{v}" for k, v in counts.items()) or "none"
 
@@ -110,7 +119,7 @@ def render_transparency(summary: dict[str, Any]) -> str:
              "send questions, and only summary answers with deliberate uncertainty come back. "
              "This page lists every project that has asked, what kinds of question, and how "
              "much privacy it has cost.", cls="lede"),
-        para(f"{summary['optouts']:,} pupils have opted out and are left out of every answer. "
+        para(f"{_pupils(summary['optouts'])} opted out; they are left out of every answer. "
              f"Generated {summary['generated_at']}.", cls="small muted"),
     ])  # fmt: skip
     return page(
