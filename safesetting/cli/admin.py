@@ -361,7 +361,7 @@ def subject_access_command(ctx: Context, upn: str, as_json: bool) -> None:
             notes.append("the data changed since: checked on the current version")
         if x.served_from_cache:
             notes.append(f"given again from the cache {x.served_from_cache}×")
-        included = {True: "yes", False: "no"}.get(x.included, "unknown")
+        included = "unknown" if x.included is None else ("yes" if x.included else "no")
         table.add_row(x.query_id, x.project, x.released_on, included, x.why, "; ".join(notes))
     console.print(table)
     click.echo(

@@ -176,7 +176,7 @@ class Player:
     # -- steps -------------------------------------------------------------------------------
     def play(self, step: Step) -> Outcome:
         started = time.perf_counter()
-        outcome = getattr(self, f"_{step.action}")(step)
+        outcome: Outcome = getattr(self, f"_{step.action}")(step)
         outcome.seconds = time.perf_counter() - started
         return outcome
 

@@ -61,7 +61,8 @@ def result_table(result: dict[str, Any], truth: Truth | None) -> Table:
 
 
 def _body(o: Outcome) -> list[Any]:
-    step, parts = o.step, []
+    step = o.step
+    parts: list[Any] = []
     parts.append(Text(step.what))
     parts.append(Text(f"Why: {step.why}", style="italic dim"))
     if step.sql:

@@ -56,7 +56,7 @@ def true_rows(control: Control, sql: str) -> Truth:
     rows = []
     for group in plan.groups():
         parts = dict(zip(compiled.agg_columns, by_group.get(group, ()), strict=False))
-        values = []
+        values: list[Any] = []
         for a, agg in enumerate(plan.aggregates):
             value = parts.get((a, "value"))
             if agg.func in ("count", "count_distinct"):

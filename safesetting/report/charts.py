@@ -150,12 +150,12 @@ def dot_whisker_chart(
                     f'<circle cx="{_n(x(v))}" cy="{_n(y)}" r="4.5" fill="{colour}" '
                     'class="released-point"/></g>'
                 )
-            t = s.truth[r] if r < len(s.truth) else None
-            if t is not None:
+            true = s.truth[r] if r < len(s.truth) else None
+            if true is not None:
                 body.append(
-                    f'<path d="M{_n(x(t) - 5)} {_n(y)} l5 -5 l5 5 l-5 5 z" fill="none" '
+                    f'<path d="M{_n(x(true) - 5)} {_n(y)} l5 -5 l5 5 l-5 5 z" fill="none" '
                     f'stroke="{TRUTH}" stroke-width="1.5" class="true-point">'
-                    f"<title>{esc(f'{cat}, {s.name}: true value {_fmt(t)}')}</title>"
+                    f"<title>{esc(f'{cat}, {s.name}: true value {_fmt(true)}')}</title>"
                     "</path>"
                 )
     body += _legend(left, top + plot_h + 52, [s.name for s in series], has_truth)

@@ -62,7 +62,7 @@ def esc(value: object) -> Markup:
     return Markup(html.escape("" if value is None else str(value), quote=True))
 
 
-def join(parts: Iterable[str]) -> Markup:
+def join(parts: Iterable[object]) -> Markup:
     return Markup("".join(esc(p) for p in parts))
 
 
