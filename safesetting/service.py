@@ -224,7 +224,12 @@ class QueryService:
         try:
             with self.control.engine.connect() as conn:
                 optouts = optout_upns(conn)
-            box = Sandbox(self.control.home.database, needed_columns(plan), optouts)
+            box = Sandbox(
+                self.control.home.database,
+                needed_columns(plan),
+                optouts,
+                row_filters=compiled.pushdown,
+            )
             try:
                 true_rows = box.run(compiled.sql)
             finally:

@@ -1,28 +1,45 @@
 """The ``safesetting`` command: a thin layer that parses, calls library functions, prints.
 
-Each command group lives in its own module and registers itself in ``GROUPS`` below.
+Each command group lives in its own module, named in ``GROUPS`` below and imported only when
+it is run (or listed by ``--help``), so a command loads what it needs and starts fast.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from safesetting import __version__
-from safesetting.cli.admin import admin
-from safesetting.cli.audit import audit_group
-from safesetting.cli.budget import budget
 from safesetting.cli.common import Context
-from safesetting.cli.data import data
-from safesetting.cli.demo import demo
-from safesetting.cli.query import query
-from safesetting.cli.transparency import transparency
 
-GROUPS: list[click.Command] = [data, admin, query, budget, audit_group, transparency, demo]
+# command name -> "module:attribute"
+GROUPS: dict[str, str] = {
+    "data": "safesetting.cli.data:data",
+    "admin": "safesetting.cli.admin:admin",
+    "query": "safesetting.cli.query:query",
+    "budget": "safesetting.cli.budget:budget",
+    "audit": "safesetting.cli.audit:audit_group",
+    "transparency": "safesetting.cli.transparency:transparency",
+    "demo": "safesetting.cli.demo:demo",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *GROUPS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in GROUPS and name not in self.commands:
+            module, attr = GROUPS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
     type=click.Path(file_okay=False),
@@ -41,10 +58,6 @@ def cli(ctx: click.Context, home: str | None) -> None:
     differentially private answers with error bounds; every access is audited.
     """
     ctx.obj = Context.for_home(home)
-
-
-for _group in GROUPS:
-    cli.add_command(_group)
 
 
 def main() -> None:

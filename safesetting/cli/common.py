@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable
@@ -66,6 +67,12 @@ def handle_errors(f: F) -> F:
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`… | head`): not an internal error. Silence the final
+            # flush and exit as a process killed by SIGPIPE would.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
             incident = None if isinstance(exc, SafeSettingError) else uuid.uuid4().hex[:12]
             envelope, code, _status = envelope_for(exc, incident)

@@ -46,7 +46,9 @@ def true_rows(control: Control, sql: str) -> Truth:
     compiled = compile_plan(plan, min_year=min_year, salt=plan.digest())
     with control.engine.connect() as conn:
         optouts = optout_upns(conn)
-    box = Sandbox(control.home.database, needed_columns(plan), optouts)
+    box = Sandbox(
+        control.home.database, needed_columns(plan), optouts, row_filters=compiled.pushdown
+    )
     try:
         found = box.run(compiled.sql)
     finally:

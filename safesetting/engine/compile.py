@@ -8,10 +8,11 @@ aggregate argument to its catalogue bounds and, for sums, counts in integer unit
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from safesetting.engine.parse import conjuncts
 from safesetting.engine.plan import ColumnRef, QueryPlan
 from synthetic.schema import TABLES, Table
 
@@ -34,6 +35,7 @@ class CompiledQuery:
     bound: Bound
     key_count: int
     agg_columns: tuple[tuple[int, str], ...]  # (aggregate index, part: value|count)
+    pushdown: dict[str, str] = field(default_factory=dict)  # table -> filter on its own rows
 
 
 def per_year_rows(table: Table) -> int:
@@ -195,7 +197,34 @@ def compile_plan(
     final = exp.select(*outer).from_(query.subquery("__bounded"))
     if keys:
         final = final.group_by(*[k.copy() for k in keys])
-    return CompiledQuery(final.sql(dialect="duckdb"), bound, len(keys), tuple(parts))
+    return CompiledQuery(
+        final.sql(dialect="duckdb"), bound, len(keys), tuple(parts), _pushdown(plan, min_year)
+    )
+
+
+def _pushdown(plan: QueryPlan, min_year: int | None) -> dict[str, str]:
+    """Filters that read one table only, so the sandbox copies only rows that can matter.
+
+    The compiled SQL applies the same filters again: pushing them down changes the cost,
+    never the answer.
+    """
+    per_table: dict[str, list[exp.Expression]] = {}
+    if plan.where is not None:
+        for cond in conjuncts(plan.where):
+            tables = {c.table for c in cond.find_all(exp.Column)}
+            if len(tables) == 1:
+                per_table.setdefault(tables.pop(), []).append(cond.copy())
+    for name in plan.tables:
+        if (
+            min_year is not None
+            and TABLES[name].private
+            and "academic_year" in TABLES[name].column_names
+        ):
+            year = exp.column("academic_year", table=name, quoted=True)
+            per_table.setdefault(name, []).append(
+                exp.GTE(this=year, expression=exp.Literal.number(min_year))
+            )
+    return {t: exp.and_(*conds).sql(dialect="duckdb") for t, conds in per_table.items()}
 
 
 def _q(ref: ColumnRef) -> exp.Column:

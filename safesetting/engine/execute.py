@@ -35,6 +35,7 @@ class Sandbox:
         tables: Iterable[str] | Mapping[str, Iterable[str]],
         optout_upns: Sequence[str] = (),
         *,
+        row_filters: Mapping[str, str] | None = None,
         memory_limit: str = DEFAULT_MEMORY_LIMIT,
         threads: int = 2,
     ) -> None:
@@ -61,6 +62,7 @@ class Sandbox:
                 "threads": threads,
             },
         )
+        self.row_filters = dict(row_filters or {})
         self._load(db_path, optout_upns)
         self._lock()
 
@@ -71,7 +73,10 @@ class Sandbox:
         for name, cols in sorted(self.columns.items()):
             # Identifiers come from the schema declaration, never from the researcher.
             listed = ", ".join(f'"{c}"' for c in cols)
-            con.execute(f'CREATE TABLE main."{name}" AS SELECT {listed} FROM src."{name}"')  # noqa: S608
+            # Row filters are engine-built SQL over this table's own columns (compile.py).
+            where = f" WHERE {self.row_filters[name]}" if name in self.row_filters else ""
+            source = f'src."{name}" AS "{name}"{where}'
+            con.execute(f'CREATE TABLE main."{name}" AS SELECT {listed} FROM {source}')  # noqa: S608
         con.execute(f"CREATE TABLE {OPTOUT_TABLE} (pupil_id BIGINT)")
         if optout_upns:
             con.execute(

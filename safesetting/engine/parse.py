@@ -7,6 +7,7 @@ rule is a refusal with reason codes (exit 3), which the service audits as ``quer
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ from safesetting.engine.plan import (
 from safesetting.errors import Reason, UsageError
 from synthetic.schema import TABLES, Column, ColumnClass, Table
 
+# sqlglot logs a warning echoing unsupported SQL; the refusal already says what happened.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
 MAX_SQL_LENGTH = 20_000
 FILE_FUNCTIONS = {
     "read_csv", "read_csv_auto", "read_parquet", "read_json", "read_json_auto", "read_blob",
@@ -42,6 +46,7 @@ FLOAT_TYPES = {"DOUBLE", "FLOAT", "DECIMAL", "REAL"}
 FLOAT_RESOLUTION = 0.01  # real-valued sums are counted in hundredths (integer noise, exact ε)
 JOINABLE_PUBLIC = {"schools": "urn", "local_authorities": "la_code"}
 MAX_CELLS = 5_000
+MAX_UNITS = 1e9  # the widest clamping range an aggregate may have, in its counting units
 COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _FLIP = {exp.EQ: exp.EQ, exp.NEQ: exp.NEQ, exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT,
          exp.LTE: exp.GTE}  # fmt: skip
@@ -105,6 +110,8 @@ class _Parser:
             statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
         except (ParseError, TokenError) as exc:
             raise UsageError(f"could not parse the SQL: {_first_line(exc)}") from None
+        except RecursionError:
+            raise UsageError("the query is nested too deeply") from None
         if not statements:
             raise UsageError("the query is empty")
         if len(statements) > 1:
@@ -121,7 +128,10 @@ class _Parser:
                 kind = stmt.key.upper()
                 self.refuse("not_a_query", f"only SELECT is allowed, not {kind}")
             return Refusal(tuple(self.reasons))
-        plan = self.select(stmt)
+        try:
+            plan = self.select(stmt)
+        except RecursionError:
+            raise UsageError("the query is nested too deeply") from None
         if self.reasons or plan is None:
             return Refusal(tuple(self.reasons))
         return plan
@@ -201,6 +211,13 @@ class _Parser:
         if node.args.get("db") or node.args.get("catalog"):
             self.refuse("unknown_table", f"qualified table names are not allowed ({node.sql()})")
             return None
+        extra = {k for k, v in node.args.items() if v and k not in ("this", "alias")}
+        if extra:
+            self.refuse(
+                "unsupported_expression",
+                f"{', '.join(sorted(e.upper() for e in extra))} on a table is not supported",
+            )
+            return None
         name = node.name
         if name not in self.cat.tables:
             self.refuse("unknown_table", f"there is no table {name!r}; see `data catalogue`")
@@ -231,8 +248,11 @@ class _Parser:
         return base, joins
 
     def join(self, node: exp.Join) -> Join | None:
-        if node.args.get("side") or node.args.get("kind") not in (None, "INNER"):
-            kind = " ".join(filter(None, [node.args.get("side"), node.args.get("kind")]))
+        extra = {k for k, v in node.args.items() if v and k not in ("this", "on", "using", "kind")}
+        if node.args.get("side") or node.args.get("kind") not in (None, "INNER") or extra:
+            kind = " ".join(
+                str(node.args[k]) for k in ("method", "side", "kind") if node.args.get(k)
+            ) or ", ".join(sorted(extra))
             self.refuse("unsupported_join", f"only inner joins are supported, not {kind} JOIN")
             return None
         in_scope = dict(self.names)
@@ -252,7 +272,7 @@ class _Parser:
                 pairs.append((left, ColumnRef(right.name, col)))
                 self.using.add(col)
         elif node.args.get("on") is not None:
-            for cond in _conjuncts(node.args["on"]):
+            for cond in conjuncts(node.args["on"]):
                 if not (isinstance(cond, exp.EQ) and _both_columns(cond)):
                     self.refuse("unsupported_join", "join conditions must be column = column")
                     return None
@@ -437,7 +457,7 @@ class _Parser:
     def pinned_years(self, where: exp.Expression) -> frozenset[str]:
         """Tables whose academic_year is fixed to one value by a top-level AND conjunct."""
         pinned: set[str] = set()
-        for cond in _conjuncts(where):
+        for cond in conjuncts(where):
             column = cond.this if isinstance(cond, exp.EQ) else None
             if isinstance(column, exp.Column) and column.name == "academic_year":
                 pinned.add(column.table)
@@ -448,6 +468,8 @@ class _Parser:
         group = stmt.args.get("group")
         if not group:
             return []
+        if group.args.get("all"):
+            self.refuse("unsupported_expression", "GROUP BY ALL is not supported: name the keys")
         if group.args.get("rollup") or group.args.get("cube") or group.args.get("grouping_sets"):
             self.refuse(
                 "unsupported_expression", "ROLLUP, CUBE and GROUPING SETS are not supported"
@@ -559,6 +581,12 @@ class _Parser:
                     self.refuse("unsupported_aggregate", "a quantile must be between 0 and 1")
                     raise _Refused
             resolution = 1.0 if is_int else FLOAT_RESOLUTION
+            if max(abs(lower), abs(upper)) / resolution > MAX_UNITS:
+                self.refuse(
+                    "unbounded_argument",
+                    f"{node.sql()} can range too widely for a useful answer",
+                )
+                raise _Refused
             return Aggregate(func, label, arg, float(lower), float(upper), resolution, q)
         if isinstance(node, exp.AggFunc):
             name = node.key.upper()
@@ -676,12 +704,12 @@ def _qualified(ref: ColumnRef) -> exp.Column:
     return exp.column(ref.column, table=ref.table, quoted=True)
 
 
-def _conjuncts(node: exp.Expression) -> Iterable[exp.Expression]:
+def conjuncts(node: exp.Expression) -> Iterable[exp.Expression]:
     if isinstance(node, exp.Paren):
-        yield from _conjuncts(node.this)
+        yield from conjuncts(node.this)
     elif isinstance(node, exp.And):
-        yield from _conjuncts(node.this)
-        yield from _conjuncts(node.expression)
+        yield from conjuncts(node.this)
+        yield from conjuncts(node.expression)
     else:
         yield node
 

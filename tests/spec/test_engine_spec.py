@@ -32,7 +32,7 @@ def true_rows(db, sql, catalogue, optouts=(), min_year=None):
     plan = parse_query(sql, catalogue)
     assert isinstance(plan, QueryPlan), plan
     compiled = compile_plan(plan, min_year=min_year, salt="spec")
-    box = Sandbox(db, needed_columns(plan), optout_upns=optouts)
+    box = Sandbox(db, needed_columns(plan), optout_upns=optouts, row_filters=compiled.pushdown)
     try:
         return compiled, sorted(box.run(compiled.sql), key=repr)
     finally:
@@ -110,3 +110,37 @@ def test_retention_drops_old_years(npd_small, raw, catalogue):
     sql = "SELECT academic_year, COUNT(*) FROM census GROUP BY academic_year"
     _, got = true_rows(npd_small, sql, catalogue, min_year=2020)
     assert min(year for year, _ in got) == 2020
+
+
+def test_a_pupil_with_ten_thousand_rows_moves_counts_by_at_most_the_bound(npd_small, catalogue):
+    """Add one new pupil with 10,000 exclusion rows inside the sandbox (where no constraint
+    stops it): truncation keeps the released counts' L1 change within the declared bound."""
+    sql = "SELECT reason, COUNT(*), SUM(sessions) FROM exclusions GROUP BY reason"
+    plan = parse_query(sql, catalogue)
+    compiled = compile_plan(plan, salt="attack")
+    box = Sandbox(npd_small, needed_columns(plan))
+    try:
+        before = {r[0]: r[1:] for r in box.run(compiled.sql)}
+        box.con.execute(
+            "INSERT INTO exclusions (pupil_id, academic_year, reason, sessions) "
+            "SELECT 999999999, 2020, 'PD', 90 FROM range(10000)"
+        )
+        after = {r[0]: r[1:] for r in box.run(compiled.sql)}
+    finally:
+        box.close()
+    count_change = sum(abs(after[k][0] - before.get(k, (0, 0))[0]) for k in after)
+    sum_change = sum(abs(after[k][1] - before.get(k, (0, 0))[1]) for k in after)
+    assert count_change == compiled.bound.rows == 20
+    assert sum_change <= compiled.bound.rows * 90
+
+
+def test_the_database_refuses_what_would_break_an_untruncated_bound(npd_tiny):
+    con = duckdb.connect(str(npd_tiny))
+    pupil, year = con.execute("SELECT pupil_id, academic_year FROM census LIMIT 1").fetchone()
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute(
+            "INSERT INTO census SELECT * REPLACE (academic_year AS academic_year) FROM census "
+            "WHERE pupil_id = ? AND academic_year = ?",
+            [pupil, year],
+        )
+    con.close()

@@ -176,3 +176,16 @@ def test_group_by_school_uses_the_reference_domain():
         "SELECT urn, COUNT(*) FROM census GROUP BY urn", ref_domains={"schools.urn": (1, 2, 3)}
     )
     assert p.n_cells == 3
+
+
+def test_every_refusal_code_is_in_the_reason_registry():
+    import re
+    from pathlib import Path
+
+    from policies.reasons import describe
+
+    source = Path(__file__).resolve().parents[3] / "safesetting" / "engine" / "parse.py"
+    codes = set(re.findall(r'refuse\(\s*"([a-z_]+)"', source.read_text()))
+    assert len(codes) > 15
+    for code in codes:
+        assert describe(code)  # KeyError if a code is not registered and documented

@@ -1,0 +1,164 @@
+"""Benchmark the query path on a 1M-pupil synthetic NPD, beside raw DuckDB and SmartNoise SQL.
+
+For each question: raw DuckDB on the file (no privacy at all: the floor), the Safe Setting
+engine alone (parse → plan → bounded SQL → sandbox → OpenDP), the full service (policy,
+budget debit and audit entries committed, a fresh release), the service answering from its
+release cache, and — where it can express the question — SmartNoise SQL (pandas reader,
+its own virtual environment, because it pins an older OpenDP).
+
+    python bench/bench_query.py                        # generates 1M pupils into a temp home
+    python bench/bench_query.py --home DIR             # reuse a home that has npd.duckdb
+    python bench/bench_query.py --snsql /tmp/snsql/bin/python   # add SmartNoise SQL
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import duckdb  # noqa: E402
+
+from safesetting.administration import add_researcher, approve_project  # noqa: E402
+from safesetting.control import open_control  # noqa: E402
+from safesetting.engine.compile import compile_plan, needed_columns  # noqa: E402
+from safesetting.engine.execute import Sandbox  # noqa: E402
+from safesetting.engine.noise import release  # noqa: E402
+from safesetting.engine.parse import parse_query  # noqa: E402
+from safesetting.home import Home  # noqa: E402
+from safesetting.service import QueryService, data_info  # noqa: E402
+from synthetic.load import generate_database  # noqa: E402
+
+QUESTIONS = [
+    (
+        "count by LA, one year",
+        "SELECT la_code, COUNT(*) AS n FROM census WHERE academic_year = 2023 GROUP BY la_code",
+        "SELECT la_code, COUNT(*) FROM census WHERE academic_year = 2023 GROUP BY la_code",
+    ),
+    (
+        "mean Attainment 8 by basics",
+        "SELECT basics_grade4, AVG(attainment8) AS a8 FROM ks4 GROUP BY basics_grade4",
+        "SELECT basics_grade4, AVG(attainment8) FROM ks4 GROUP BY basics_grade4",
+    ),
+    (
+        "FSM gap by region (join)",
+        "SELECT region, ever_fsm_6, COUNT(*) AS n, AVG(CAST(rwm_expected AS INTEGER)) AS rwm"
+        " FROM census JOIN ks2 USING (pupil_id, academic_year) WHERE academic_year = 2023"
+        " GROUP BY region, ever_fsm_6",
+        "SELECT region, ever_fsm_6, COUNT(*), AVG(rwm_expected::INT) FROM census"
+        " JOIN ks2 USING (pupil_id, academic_year) WHERE academic_year = 2023"
+        " GROUP BY region, ever_fsm_6",
+    ),
+    (
+        "median Attainment 8 by disadvantage",
+        "SELECT ever_fsm_6, MEDIAN(attainment8) AS a8 FROM census"
+        " JOIN ks4 USING (pupil_id, academic_year) WHERE academic_year = 2023 GROUP BY ever_fsm_6",
+        "SELECT ever_fsm_6, MEDIAN(attainment8) FROM census"
+        " JOIN ks4 USING (pupil_id, academic_year) WHERE academic_year = 2023 GROUP BY ever_fsm_6",
+    ),
+    (
+        "exclusions by reason (truncated)",
+        "SELECT reason, COUNT(*) AS n FROM exclusions GROUP BY reason",
+        "SELECT reason, COUNT(*) FROM exclusions GROUP BY reason",
+    ),
+]
+
+
+def median_time(fn, runs: int) -> float:  # noqa: ANN001
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def engine_only(db: Path, sql: str, catalogue) -> None:  # noqa: ANN001
+    plan = parse_query(sql, catalogue)
+    compiled = compile_plan(plan, min_year=2000, salt=plan.digest())
+    box = Sandbox(db, needed_columns(plan), row_filters=compiled.pushdown)
+    try:
+        rows = box.run(compiled.sql)
+    finally:
+        box.close()
+    release(plan, compiled, rows, 1_000_000, 10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, help="a home with npd.duckdb (default: generate)")
+    parser.add_argument("--pupils", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--snsql", help="a Python with smartnoise-sql installed")
+    args = parser.parse_args()
+    tmp = None
+    if args.home is None:
+        tmp = tempfile.TemporaryDirectory(prefix="ss-bench-")
+        args.home = Path(tmp.name)
+        print(f"generating {args.pupils:,} pupils …", file=sys.stderr)
+        generate_database(args.home / "npd.duckdb", args.pupils, seed=1)
+    bench_home = Path(tempfile.mkdtemp(prefix="ss-bench-home-"))
+    db = args.home / "npd.duckdb"
+    os.symlink(db.resolve(), bench_home / "npd.duckdb")
+    home = Home(bench_home)
+    control = open_control(home, actor="bench")
+    token = add_researcher(
+        control, "bench", organisation="Bench", role="researcher", accredited_until="2099-01-01"
+    ).token
+    approve_project(
+        control, "bench", title="Benchmark", org_type="academic", purpose="educational_research",
+        tables=["census", "ks2", "ks4", "exclusions"], budget_epsilon="10", expires="2099-01-01",
+        members=["bench"],
+    )  # fmt: skip
+    service = QueryService(control)
+    catalogue = service.catalogue(data_info(db))
+    raw = duckdb.connect(str(db), read_only=True)
+    peer = {}
+    if args.snsql:
+        out = subprocess.run(
+            [args.snsql, str(ROOT / "bench" / "peer_smartnoise.py"), str(db)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        peer = json.loads(out.stdout)
+    rows = []
+    for label, ours, theirs in QUESTIONS:
+        raw_s = median_time(lambda q=theirs: raw.execute(q).fetchall(), args.runs)
+        engine_s = median_time(lambda q=ours: engine_only(db, q, catalogue), args.runs)
+        fresh = []
+        for i in range(args.runs):
+            # A distinct ε makes each run a fresh release (not a cache hit).
+            eps = f"0.{i + 1:02d}"
+            t = time.perf_counter()
+            result = service.submit(token, ours, "bench", eps)
+            fresh.append(time.perf_counter() - t)
+            assert result.status == "released", result.reasons
+        cached_s = median_time(lambda q=ours: service.submit(token, q, "bench", "0.01"), args.runs)
+        sn = peer.get(label)
+        rows.append(
+            (label, raw_s, engine_s, statistics.median(fresh), cached_s,
+             sn["query_s"] if sn else None, sn["load_s"] if sn else None)
+        )  # fmt: skip
+    pupils = json.loads(json.dumps(data_info(db).version))
+    print(f"\n{pupils}: median of {args.runs} runs, seconds (2-core machine)\n")
+    head = ("question", "raw DuckDB", "engine", "service fresh", "service cached",
+            "SmartNoise SQL", "(its load)")  # fmt: skip
+    print("| " + " | ".join(head) + " |")
+    print("| --- " * len(head) + "|")
+    for label, *vals in rows:
+        cells = ["–" if v is None else f"{v:.3f}" for v in vals]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
