@@ -6,7 +6,7 @@ budget debit and its audit entry commit in one transaction.
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -32,8 +32,31 @@ def _on_sqlite_begin(conn) -> None:  # noqa: ANN001 - SQLAlchemy connection
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-@lru_cache(maxsize=16)
+_ENGINES: dict[str, sa.Engine] = {}
+_LOCK = threading.Lock()
+
+
 def make_engine(url: str) -> sa.Engine:
+    """One engine per URL for the process (engines own connection pools)."""
+    with _LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = _ENGINES[url] = _create(url)
+        return engine
+
+
+def dispose_engines(url_prefix: str = "") -> None:
+    """Close the pools of cached engines whose URL starts with ``url_prefix`` (and forget them).
+
+    Engines are never evicted silently: a garbage-collected pool would drop open
+    connections on the floor.
+    """
+    with _LOCK:
+        for url in [u for u in _ENGINES if u.startswith(url_prefix)]:
+            _ENGINES.pop(url).dispose()
+
+
+def _create(url: str) -> sa.Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and write-locking transactions."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})

@@ -88,6 +88,10 @@ def pg_url(_pg_admin: sa.Engine) -> Iterator[Callable[[], str]]:
         return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
     yield make
+    from safesetting.db import dispose_engines
+
+    for name in created:
+        dispose_engines(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
     with _pg_admin.connect() as conn:
         for name in created:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

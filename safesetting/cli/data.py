@@ -46,12 +46,21 @@ def parse_whole(text: str, what: str, minimum: int) -> int:
 def _terminate_cleanly() -> Iterator[None]:
     """Turn SIGTERM into SystemExit so the temporary file is removed on the way out."""
 
+    received: list[int] = []
+
     def stop(signum: int, _frame: object) -> None:
+        received.append(signum)
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
+    except Exception:
+        # The signal can land inside DuckDB, which reports it as its own interrupt error:
+        # still a termination, not an internal error.
+        if received:
+            raise SystemExit(128 + received[0]) from None
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
 
