@@ -23,7 +23,7 @@ import audit
 from audit.merkle import extend_frontier
 from safesetting import administration as admin
 from safesetting.control import Control, open_control
-from safesetting.db import make_engine
+from safesetting.db import dispose_engines
 from safesetting.demo import story
 from safesetting.demo.story import Step
 from safesetting.demo.truth import Truth, mask_upn, pupil_with_exclusion, true_rows
@@ -97,7 +97,7 @@ def prepare_home(out: Path, pupils: int, seed: int, notify: Notify) -> tuple[Dem
     home.ensure()
     (root / MARKER).write_text("Created by `safesetting demo`; cleared by the next run.\n")
     # This process may still hold pooled connections to the previous run's control database.
-    make_engine(home.db_url).dispose()
+    dispose_engines(home.db_url)
     for name in ("control.db", "control.db-wal", "control.db-shm", "policy.toml", "checkpoint.key"):
         (root / name).unlink(missing_ok=True)
     started = time.perf_counter()
