@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,28 @@ def test_demo_home_keeps_its_own_sqlite_database(tmp_path, monkeypatch):
     monkeypatch.setenv("SAFESETTING_DB_URL", "postgresql+psycopg://nobody@nowhere/none")
     home = DemoHome(tmp_path)
     assert home.db_url == f"sqlite:///{tmp_path / 'control.db'}"
+
+
+def test_released_values_carry_real_noise(run):
+    """The demo uses the real release path: released cells are not the true values."""
+    o = outcome(run, "release-gap")
+    pairs = [
+        (row[2], true[2])
+        for row, true in zip(o.results[0]["rows"], o.truth[0].rows, strict=True)
+        if row[2] is not None and true[2] is not None
+    ]
+    assert sum(round(r, 4) != round(t, 4) for r, t in pairs) >= len(pairs) // 2
+
+
+def test_true_values_stay_in_the_demo():
+    """Only the demo and its report may import the module that computes true values."""
+    root = Path(__file__).resolve().parents[3]
+    users = [
+        p.relative_to(root).as_posix()
+        for p in (root / "safesetting").rglob("*.py")
+        if "demo.truth" in p.read_text() or "from safesetting.demo import truth" in p.read_text()
+    ]
+    assert sorted(users) == [
+        "safesetting/demo/play.py", "safesetting/demo/terminal.py",
+        "safesetting/report/demo_page.py",
+    ]  # fmt: skip
