@@ -32,6 +32,7 @@ from safesetting.home import Home
 from safesetting.results import CACHED, DENIED, QueryResult
 from safesetting.service import QueryService
 from safesetting.subject_access import subject_access
+from synthetic import GENERATOR_VERSION
 from synthetic.load import generate_database, read_data_version
 
 DEFAULT_PUPILS = 200_000
@@ -105,7 +106,12 @@ def prepare_home(out: Path, pupils: int, seed: int, notify: Notify) -> tuple[Dem
     if home.database.exists():
         try:
             version = read_data_version(home.database)
-            reuse = (version.pupils, version.seed) == (pupils, seed)
+            first, last = (int(y) for y in ALL_YEARS.split("-"))
+            reuse = (version.pupils, version.seed, version.generator_version) == (
+                pupils,
+                seed,
+                GENERATOR_VERSION,
+            ) and (version.first_year, version.last_year) == (first, last)
         except Exception:  # noqa: BLE001 - an unreadable old file is regenerated
             reuse = False
     if reuse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -103,3 +104,18 @@ def test_subject_access_command(demo_out, runner):
     assert "No pupil with that UPN" in unknown.stdout
     bad = invoke(runner, "--home", str(home), "admin", "subject-access", "nope", code=2)
     assert bad.stderr.startswith("Error: a UPN must be 13 characters")
+
+
+def test_readme_starts_with_the_demo_and_documents_transparency():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1]
+    first_command = quick.split("```bash\n", 1)[1].split("\n", 1)[0]
+    assert first_command == (
+        "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && safesetting demo"
+    )
+    assert "## The demo" in readme
+    assert "## Transparency" in readme
+    assert "safesetting transparency report --out" in readme
+    assert "safesetting admin subject-access" in readme
+    assert "docs/demo-gap.png" in readme
+    assert (Path(__file__).resolve().parents[2] / "docs" / "demo-gap.png").exists()
