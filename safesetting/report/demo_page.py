@@ -246,10 +246,8 @@ def accuracy_section(curves: dict[str, Any]) -> Markup:
 
 def budget_section(summary: dict[str, Any]) -> Markup:
     items = [(p["id"], p["epsilon_spent"], p["budget_epsilon"]) for p in summary["projects"]]
-    loss = summary["privacy_loss"]
-    items.append(
-        ("all research (any pupil)", loss["dataset_epsilon_spent"], loss["dataset_epsilon_cap"])
-    )
+    loss = summary["dataset"]
+    items.append(("all research (any pupil)", loss["epsilon_spent"], loss["epsilon_cap"]))
     chart = budget_chart("Privacy budget spent (ε)", items)
     words = explain(
         "Each project is approved with a privacy budget. Every answered question spends some "
@@ -293,6 +291,11 @@ def refusals_section(run: DemoRun) -> Markup:
     )
 
 
+def _note(summary: dict[str, Any]) -> str:
+    checkpoint = summary["audit"]["checkpoint"]
+    return checkpoint["note"] if checkpoint else ""
+
+
 def audit_section(run: DemoRun, excerpt: list[dict[str, Any]], summary: dict[str, Any]) -> Markup:
     verify = next(o for o in run.outcomes if o.step.key == "verify-log")
     tamper = next(o for o in run.outcomes if o.step.key == "tamper")
@@ -321,7 +324,7 @@ def audit_section(run: DemoRun, excerpt: list[dict[str, Any]], summary: dict[str
                 "the log only ever grew: no entry changed, vanished or moved.",
             ),
             tag("h3", "The latest signed checkpoint"),
-            tag("pre", tag("code", summary["audit"]["checkpoint"] or ""), id="checkpoint"),
+            tag("pre", tag("code", _note(summary)), id="checkpoint"),
             para("Public key: ", tag("code", summary["audit"]["public_key"] or "")),
             tag("h3", "Verification of the live log"),
             _verify_text(verify.detail["verify"], None),

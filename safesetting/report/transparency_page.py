@@ -18,6 +18,10 @@ def _pupils(n: int) -> str:
     return f"{n:,} pupil has" if n == 1 else f"{n:,} pupils have"
 
 
+def _note(checkpoint: dict[str, Any] | None) -> str:
+    return checkpoint["note"] if checkpoint else "no checkpoint yet"
+
+
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} ×{v}" for k, v in counts.items()) or "none"
 
@@ -25,13 +29,13 @@ def _counts(counts: dict[str, int]) -> str:
 def projects_section(summary: dict[str, Any]) -> Markup:
     rows, kinds = [], []
     for p in summary["projects"]:
-        q = p["questions"]
+        q = p["queries"]
         rows.append([
             tag("strong", p["id"]), p["title"], ", ".join(p["organisations"]), p["org_type"],
-            p["purpose"], p["approved_on"], p["expires"],
-            p["status"] + (f" (closed {p['closed_on']})" if p["closed_on"] else ""),
+            p["purpose"], p["approved"], p["expires"],
+            p["status"] + (f" (closed {p['closed']})" if p["closed"] else ""),
             f"{p['first_query'] or '–'} to {p['last_query'] or '–'}",
-            q["answered"], q["answered_from_cache"], q["refused"],
+            q["released"], q["cached"], q["denied"],
             f"{p['epsilon_spent']:g} of {p['budget_epsilon']:g}",
         ])  # fmt: skip
         kinds.append([
@@ -60,23 +64,23 @@ def projects_section(summary: dict[str, Any]) -> Markup:
 
 
 def privacy_section(summary: dict[str, Any]) -> Markup:
-    loss = summary["privacy_loss"]
+    loss = summary["dataset"]
     items = [(p["id"], p["epsilon_spent"], p["budget_epsilon"]) for p in summary["projects"]]
-    items.append(("any single pupil, all research", loss["dataset_epsilon_spent"],
-                  loss["dataset_epsilon_cap"]))  # fmt: skip
+    items.append(("any single pupil, all research", loss["epsilon_spent"],
+                  loss["epsilon_cap"]))  # fmt: skip
     chart = budget_chart("Privacy loss spent (ε) against each budget", items)
     words = explain(
         "ε (epsilon) measures privacy loss: how much all the answers together could reveal "
         "about any one pupil. Each answer adds random noise sized so that the answer barely "
         "changes whether or not any particular child is in the data.",
         f"So far the total privacy loss any single pupil has had from all research together is "
-        f"ε = {loss['dataset_epsilon_spent']:g}, against a cap of "
-        f"ε = {loss['dataset_epsilon_cap']:g} set by the policy.",
+        f"ε = {loss['epsilon_spent']:g}, against a cap of "
+        f"ε = {loss['epsilon_cap']:g} set by the policy.",
     )
     return join([
         tag("h2", "Total privacy loss"),
-        tag("p", tag("strong", f"ε = {loss['dataset_epsilon_spent']:g}"),
-            f" of a cap of {loss['dataset_epsilon_cap']:g}", id="privacy-loss", cls="lede"),
+        tag("p", tag("strong", f"ε = {loss['epsilon_spent']:g}"),
+            f" of a cap of {loss['epsilon_cap']:g}", id="privacy-loss", cls="lede"),
         tag("div", tag("div", chart), words, cls="figure", id="figure-privacy"),
     ])  # fmt: skip
 
@@ -104,8 +108,8 @@ def audit_section(summary: dict[str, Any]) -> Markup:
             "everything it contained now (`safesetting audit consistency`), and check the "
             "signature with the public key below.",
         ),
-        para(f"The log holds {a['tree_size']:,} entries."),
-        tag("pre", tag("code", a["checkpoint"] or "no checkpoint yet"), id="checkpoint"),
+        para(f"The log holds {a['entries']:,} entries."),
+        tag("pre", tag("code", _note(a["checkpoint"])), id="checkpoint"),
         para("Public key: ", tag("code", a["public_key"] or "none yet")),
         para(f"Policy in force (SHA-256): {summary['policy_sha256']}", cls="small muted"),
     ])  # fmt: skip

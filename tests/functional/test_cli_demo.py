@@ -77,7 +77,7 @@ def test_transparency_report_command(demo_out, runner, tmp_path):
     assert "<svg" in target.read_text()
     body = json.loads(invoke(runner, "--home", home, "transparency", "report", "--json").stdout)
     assert {p["id"] for p in body["projects"]} == {"fsm-gap", "exclusions"}
-    assert body["privacy_loss"]["dataset_epsilon_spent"] == 4.0
+    assert body["dataset"]["epsilon_spent"] == 4.0
     missing = invoke(runner, "--home", home, "transparency", "report", code=2)
     assert "--out" in missing.stderr
 

@@ -14,6 +14,7 @@ MODULES = [
     "safesetting.demo.truth",
     "safesetting.demo.evidence",
     "safesetting.subject_access",
+    "safesetting.transparency",
 ]
 
 

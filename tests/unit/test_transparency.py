@@ -28,19 +28,22 @@ def test_every_approved_project_is_listed_with_who_what_and_when(demo):
     assert gap["organisations"] == ["UCL Institute of Education"]
     assert gap["org_type"] == "academic"
     assert gap["purpose"] == "educational_research"
-    assert gap["approved_on"] <= gap["first_query"] <= gap["last_query"] < gap["expires"]
+    assert gap["approved"] <= gap["first_query"] <= gap["last_query"] < gap["expires"]
+    assert gap["tables"] == ["census", "ks2"]
 
 
 def test_question_counts_and_kinds_come_from_the_log(demo):
     run, summary = demo
     gap = next(p for p in summary["projects"] if p["id"] == "fsm-gap")
     with run.control.engine.connect() as conn:
-        accepted = audit.read_entries(conn, action="query.accepted", project="fsm-gap")
+        released = audit.read_entries(conn, action="query.released", project="fsm-gap")
         cached = audit.read_entries(conn, action="query.cached", project="fsm-gap")
         denied = audit.read_entries(conn, action="query.denied", project="fsm-gap")
-    assert gap["questions"]["answered"] == len(accepted) == 5
-    assert gap["questions"]["answered_from_cache"] == len(cached) == 1
-    assert gap["questions"]["refused"] == len(denied)
+    assert gap["queries"]["released"] == len(released) == 5
+    assert gap["queries"]["cached"] == len(cached) == 1
+    assert gap["queries"]["denied"] == len(denied)
+    totals = summary["queries"]
+    assert totals["released"] == sum(p["queries"]["released"] for p in summary["projects"])
     assert gap["tables_asked"]["ks2"] == 6  # 5 answered + the one refused for budget
     assert gap["aggregate_kinds"] == {"avg": 5}
     assert gap["grouped_by"] == {"census.ever_fsm_6": 5, "census.region": 5}
@@ -54,9 +57,9 @@ def test_epsilon_matches_the_ledger_and_adds_up_to_the_dataset_loss(demo):
         for p in summary["projects"]:
             assert p["epsilon_spent"] == ledger.project_spent(conn, p["id"]) / 1_000_000
         total = ledger.dataset_spent(conn) / 1_000_000
-    loss = summary["privacy_loss"]
-    assert loss["dataset_epsilon_spent"] == total == 4.0  # 3 (fsm-gap) + 1 (exclusions)
-    assert loss["dataset_epsilon_cap"] == 50
+    loss = summary["dataset"]
+    assert loss["epsilon_spent"] == total == 4.0  # 3 (fsm-gap) + 1 (exclusions)
+    assert loss["epsilon_cap"] == 50
 
 
 def test_refused_applications_are_public(demo):
@@ -70,9 +73,10 @@ def test_refused_applications_are_public(demo):
 def test_the_checkpoint_verifies_with_the_published_key(demo):
     run, summary = demo
     a = summary["audit"]
-    checkpoint = audit.open_checkpoint(a["checkpoint"], audit.VerifierKey.parse(a["public_key"]))
-    assert checkpoint.size == a["tree_size"]
-    assert audit.verify_log(run.control.engine, a["checkpoint"], a["public_key"]).ok
+    note = a["checkpoint"]["note"]
+    checkpoint = audit.open_checkpoint(note, audit.VerifierKey.parse(a["public_key"]))
+    assert checkpoint.size == a["entries"] == a["checkpoint"]["tree_size"]
+    assert audit.verify_log(run.control.engine, note, a["public_key"]).ok
 
 
 def test_nothing_about_a_pupil_and_no_released_value(demo):
@@ -97,19 +101,19 @@ def test_html_escapes_everything_it_is_given():
             {
                 "id": "p1", "title": "<script>alert('x')</script>", "organisations": ["A&B"],
                 "researchers": 1, "org_type": "academic", "purpose": "educational_research",
-                "tables_approved": ["census"], "special_columns_approved": [],
-                "approved_on": "2026-01-01", "expires": "2027-01-01", "status": "open",
-                "closed_on": None, "first_query": None, "last_query": None,
-                "questions": {"answered": 0, "answered_from_cache": 0, "refused": 0},
+                "tables": ["census"], "special_columns": [],
+                "approved": "2026-01-01", "expires": "2027-01-01", "status": "open",
+                "closed": None, "first_query": None, "last_query": None,
+                "queries": {"released": 0, "cached": 0, "denied": 0},
                 "tables_asked": {"<img src=x onerror=alert(1)>": 1}, "aggregate_kinds": {},
                 "grouped_by": {}, "refusal_reasons": {}, "budget_epsilon": 1.0,
                 "epsilon_spent": 0.0,
             }
         ],
         "refused_applications": [],
-        "privacy_loss": {"dataset_epsilon_spent": 0.0, "dataset_epsilon_cap": 50.0},
+        "dataset": {"epsilon_spent": 0.0, "epsilon_cap": 50.0},
         "optouts": 0,
-        "audit": {"tree_size": 0, "checkpoint": None, "public_key": None},
+        "audit": {"entries": 0, "checkpoint": None, "public_key": None},
     }  # fmt: skip
     html = render_transparency(summary)
     assert "<script>" not in html
