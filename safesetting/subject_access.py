@@ -28,6 +28,7 @@ from safesetting.control import Control
 from safesetting.engine.compile import OPTOUT_TABLE, compile_plan
 from safesetting.engine.parse import Catalogue, parse_query
 from safesetting.engine.plan import QueryPlan
+from safesetting.errors import UsageError
 from safesetting.service import data_info
 from safesetting.store import queries as q
 from safesetting.store import tables as t
@@ -158,6 +159,18 @@ def _accepted_plans(conn: sa.Connection) -> tuple[dict[str, str], Counter[str]]:
     return plans, cached
 
 
+def _replan(normalised: str | None, catalogue: Catalogue) -> QueryPlan | None:
+    """The logged plan as a validated count plan, or None if it cannot be rebuilt (a log
+    entry from an older plan format, say): that query is then reported as unknown."""
+    if normalised is None:
+        return None
+    try:
+        parsed = parse_query(count_sql(normalised), catalogue)
+    except (UsageError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return parsed if isinstance(parsed, QueryPlan) else None
+
+
 def subject_access(control: Control, upn: str) -> SubjectAccess:
     """Which released queries could have included the pupil with ``upn`` (audited)."""
     upn = check_upn(upn)
@@ -181,9 +194,9 @@ def subject_access(control: Control, upn: str) -> SubjectAccess:
             created = utc(row.created_at)
             assert created is not None
             normalised = plans.get(row.id)
-            parsed = parse_query(count_sql(normalised), catalogue) if normalised else None
-            tables = list(parsed.tables) if isinstance(parsed, QueryPlan) else []
-            if not isinstance(parsed, QueryPlan):
+            parsed = _replan(normalised, catalogue)
+            tables = list(parsed.tables) if parsed is not None else []
+            if parsed is None:
                 included, why = None, "the logged plan could not be re-checked"
             elif optout_at is not None and optout_at <= created:
                 included, why = False, "opted out before the query ran"

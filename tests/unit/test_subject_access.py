@@ -158,3 +158,24 @@ def test_count_sql_round_trips_a_join_plan():
     assert rebuilt.tables == plan.tables
     assert rebuilt.where.sql() == plan.where.sql()
     assert '"from"' in doc
+
+
+def test_a_logged_plan_that_cannot_be_rebuilt_is_reported_as_unknown(setting, monkeypatch):
+    control, _service, _token, ids = setting
+    from safesetting import subject_access as sa_module
+
+    real = sa_module._accepted_plans
+
+    def garbled(conn):
+        plans, cached = real(conn)
+        plans[ids["fsm_2019"]] = '{"from": ["census"], "where": "((("}'
+        plans[ids["sen_by_year"]] = "not json"
+        return plans, cached
+
+    monkeypatch.setattr(sa_module, "_accepted_plans", garbled)
+    _pid, upn = pupils(control.home.database, 1)[0]
+    by_id = {x.query_id: x for x in subject_access(control, upn).queries}
+    assert by_id[ids["fsm_2019"]].included is None
+    assert by_id[ids["sen_by_year"]].included is None
+    assert by_id[ids["sen_by_year"]].why == "the logged plan could not be re-checked"
+    assert by_id[ids["ks2_high_maths"]].included is not None
