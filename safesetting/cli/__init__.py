@@ -21,6 +21,8 @@ GROUPS: dict[str, str] = {
     "query": "safesetting.cli.query:query",
     "budget": "safesetting.cli.budget:budget",
     "audit": "safesetting.cli.audit:audit_group",
+    "transparency": "safesetting.cli.transparency:transparency",
+    "demo": "safesetting.cli.demo:demo",
 }
 
 
