@@ -45,7 +45,6 @@ from safesetting.api.models import (
     QueryRequest,
     QueryResultBody,
 )
-from safesetting.api.page import render_page
 from safesetting.budgets import budget_summary
 from safesetting.control import Control, open_control
 from safesetting.errors import (
@@ -56,6 +55,7 @@ from safesetting.errors import (
     UsageError,
 )
 from safesetting.home import Home
+from safesetting.report.transparency_page import render_transparency
 from safesetting.results import DENIED
 from safesetting.service import QueryService, is_budget_denial
 from safesetting.store import authenticate
@@ -301,7 +301,7 @@ def get_transparency(app: State) -> dict[str, Any]:
 
 @router.get("/", tags=["public"], response_class=HTMLResponse, summary="Transparency page")
 def get_page(app: State) -> HTMLResponse:
-    return HTMLResponse(render_page(transparency_summary(app.control)))
+    return HTMLResponse(render_transparency(transparency_summary(app.control)))
 
 
 @asynccontextmanager

@@ -1,14 +1,22 @@
-"""What the public may know about the safe setting: aggregate facts, never rows or people.
+"""What the public may know about the safe setting: a pure data summary (no HTML, no I/O
+beyond reading the control database and the public half of the signing key).
 
-:func:`transparency_summary` is a pure data function over the control database and the
-audit log; the server's ``GET /v1/transparency`` and ``GET /`` and the HTML transparency
-report all render it. It names projects (title, organisation type, purpose, dates, ε) as
-public registers of data sharing do, but never a researcher, a token, a query's text or
-any value from the data.
+Built from the registry, the ledger and the audit log. It names projects, organisations,
+purposes, dates, the kinds of question asked and the privacy loss spent; it never holds a
+released value, a researcher's SQL, a UPN or anything about a pupil. The server serves the
+same dict as JSON (``GET /v1/transparency``) and the CLI renders it as HTML.
+
+Keys shared with the server branch's summary (``projects[].id/title/org_type/purpose/status/
+approved/expires/tables/budget_epsilon/epsilon_spent/queries``, ``queries``, ``dataset``,
+``audit.entries``, ``audit.checkpoint``, ``policy_sha256``) mean the same here; the rest adds
+what issue #7 asks for: organisations, question kinds, refusals, the public key.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,10 +24,11 @@ import sqlalchemy as sa
 import audit
 from policies.epsilon import to_float
 from safesetting.control import Control
-from safesetting.store import dataset_spent, project_spent
-from safesetting.store.registry import list_projects
+from safesetting.store import ledger, registry
+from safesetting.store import tables as t
 
-#: Audit actions counted as "kinds of queries", with the label the public sees.
+_AGG_FUNC = re.compile(r"^([a-z_]+)\(")
+#: Audit actions counted as kinds of query, with the label the public sees.
 QUERY_KINDS = {
     "query.released": "released",
     "query.cached": "cached",
@@ -30,18 +39,49 @@ QUERY_KINDS = {
 }
 
 
-def _query_counts(conn: sa.Connection) -> dict[str | None, dict[str, int]]:
-    e = audit.store.entries
-    rows = conn.execute(
-        sa.select(e.c.project, e.c.action, sa.func.count())
-        .where(e.c.action.in_(list(QUERY_KINDS)))
-        .group_by(e.c.project, e.c.action)
-    )
-    counts: dict[str | None, dict[str, int]] = {}
-    for project, action, n in rows:
-        counts.setdefault(project, dict.fromkeys(QUERY_KINDS.values(), 0))
-        counts[project][QUERY_KINDS[action]] += int(n)
-    return counts
+def question_kind(normalised: str) -> tuple[list[str], list[str], list[str]]:
+    """Tables, aggregate kinds and grouping columns of a logged plan's normalised text.
+
+    >>> question_kind('{"from":["census",["ks2",[]]],"aggs":["avg(x;0;1;1;None)"],'
+    ...               '"keys":["census.region"]}')
+    (['census', 'ks2'], ['avg'], ['census.region'])
+    """
+    plan = json.loads(normalised)
+    tables = [plan["from"][0], *[j[0] for j in plan["from"][1:]]]
+    aggs = [m.group(1) for a in plan.get("aggs", []) if (m := _AGG_FUNC.match(a))]
+    return tables, aggs, list(plan.get("keys", []))
+
+
+class _Usage:
+    """What the log says one project did."""
+
+    def __init__(self) -> None:
+        self.queries: Counter[str] = Counter()
+        self.tables: Counter[str] = Counter()
+        self.aggregates: Counter[str] = Counter()
+        self.grouped_by: Counter[str] = Counter()
+        self.refusals: Counter[str] = Counter()
+        self.first: str | None = None
+        self.last: str | None = None
+
+    def add(self, entry: audit.AuditEntry) -> None:
+        req = entry.request or {}
+        if entry.action == "query.accepted":
+            if isinstance(req.get("normalised"), str):
+                tables, aggs, keys = question_kind(req["normalised"])
+                self.tables.update(tables)
+                self.aggregates.update(aggs)
+                self.grouped_by.update(keys)
+            return
+        kind = QUERY_KINDS.get(entry.action)
+        if kind is None:
+            return
+        self.queries[kind] += 1
+        self.first = self.first or entry.time
+        self.last = entry.time
+        if entry.action == "query.denied":
+            self.tables.update(req.get("tables") or [])
+            self.refusals.update(set(entry.reasons))  # each code once per query
 
 
 def _checkpoint(note: str | None) -> dict[str, Any] | None:
@@ -52,45 +92,85 @@ def _checkpoint(note: str | None) -> dict[str, Any] | None:
 
 
 def transparency_summary(control: Control) -> dict[str, Any]:
-    """Projects, how many queries of each kind they made, ε spent, and the log's head.
-
-    Every figure is an aggregate the operators would publish anyway; keys are stable
-    (the HTML report and the HTTP API depend on them).
-    """
+    """Every project with access, what kinds of question it asked and how many, the ε each
+    spent, the total privacy loss any one pupil has had, refused applications, and the
+    latest signed checkpoint with its public key (so anyone can hold the log to it later)."""
+    usage: dict[str, _Usage] = {}
+    refused: list[dict[str, Any]] = []
     zero = dict.fromkeys(QUERY_KINDS.values(), 0)
     with control.engine.connect() as conn:
-        counts = _query_counts(conn)
-        projects = [
-            {
-                "id": p.id,
-                "title": p.title,
-                "org_type": p.org_type,
-                "purpose": p.purpose,
-                "status": p.status,
-                "approved": p.created_at.date().isoformat(),
-                "expires": p.expires.isoformat(),
-                "tables": list(p.tables),
-                "budget_epsilon": to_float(p.budget_micro),
-                "epsilon_spent": to_float(project_spent(conn, p.id)),
-                "queries": counts.get(p.id, dict(zero)),
-            }
-            for p in list_projects(conn)
-        ]
-        spent = dataset_spent(conn)
-        note = audit.store.latest_note(conn)
+        for entry in audit.read_entries(conn):
+            if entry.action == "project.refused":
+                req = entry.request or {}
+                refused.append(
+                    {
+                        "project": entry.project,
+                        "org_type": req.get("org_type"),
+                        "purpose": req.get("purpose"),
+                        "date": entry.time[:10],
+                        "reasons": list(dict.fromkeys(entry.reasons)),
+                    }
+                )
+            elif entry.project is not None and entry.action.startswith("query."):
+                usage.setdefault(entry.project, _Usage()).add(entry)
+        projects = []
+        for p in registry.list_projects(conn):
+            orgs = sorted({registry.get_researcher(conn, m).organisation for m in p.members})
+            closed_at = conn.execute(
+                sa.select(t.projects.c.closed_at).where(t.projects.c.id == p.id)
+            ).scalar()
+            u = usage.get(p.id, _Usage())
+            projects.append(
+                {
+                    "id": p.id,
+                    "title": p.title,
+                    "organisations": orgs,
+                    "researchers": len(p.members),
+                    "org_type": p.org_type,
+                    "purpose": p.purpose,
+                    "status": p.status,
+                    "approved": p.created_at.date().isoformat(),
+                    "expires": p.expires.isoformat(),
+                    "closed": closed_at.date().isoformat() if closed_at else None,
+                    "tables": list(p.tables),
+                    "special_columns": list(p.approved_columns),
+                    "budget_epsilon": to_float(p.budget_micro),
+                    "epsilon_spent": to_float(ledger.project_spent(conn, p.id)),
+                    "queries": {**zero, **u.queries},
+                    "first_query": u.first[:10] if u.first else None,
+                    "last_query": u.last[:10] if u.last else None,
+                    "tables_asked": dict(sorted(u.tables.items())),
+                    "aggregate_kinds": dict(sorted(u.aggregates.items())),
+                    "grouped_by": dict(sorted(u.grouped_by.items())),
+                    "refusal_reasons": dict(sorted(u.refusals.items())),
+                }
+            )
+        spent = ledger.dataset_spent(conn)
+        optouts = len(registry.optout_upns(conn))
         size = audit.tree_head(conn).size
     totals = dict(zero)
-    for per_project in counts.values():
-        for kind, n in per_project.items():
+    for u in usage.values():
+        for kind, n in u.queries.items():
             totals[kind] += n
+    key = control.home.signing_key
+    public_key = str(audit.load_or_create_key(key).verifier) if key.exists() else None
     return {
+        "generated_at": control.now().isoformat(timespec="seconds"),
         "projects": projects,
         "queries": totals,
+        "refused_applications": refused,
         "dataset": {
             "epsilon_spent": to_float(spent),
             "epsilon_cap": to_float(control.policy.epsilon.dataset_cap),
             "min_cell_count": control.policy.min_cell_count,
+            "meaning": "the most privacy loss (ε) any single pupil has had from all research "
+            "together: every answered question is charged here, whoever asked it",
         },
-        "audit": {"entries": size, "checkpoint": _checkpoint(note)},
+        "optouts": optouts,
+        "audit": {
+            "entries": size,
+            "checkpoint": _checkpoint(audit.latest_checkpoint(control.engine)),
+            "public_key": public_key,
+        },
         "policy_sha256": control.policy_digest,
     }

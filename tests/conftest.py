@@ -95,3 +95,20 @@ def pg_url(_pg_admin: sa.Engine) -> Iterator[Callable[[], str]]:
     with _pg_admin.connect() as conn:
         for name in created:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+DEMO_PUPILS = 12_000
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):
+    """The demo played once per session on 12,000 synthetic pupils, reports written.
+
+    Returns ``(run, report_path, transparency_path)``. Read-only by convention.
+    """
+    from safesetting.demo.play import run_demo
+    from safesetting.report.demo_page import write_demo_reports
+
+    run = run_demo(tmp_path_factory.mktemp("demo"), pupils=DEMO_PUPILS, seed=11)
+    report, public = write_demo_reports(run)
+    return run, report, public

@@ -22,6 +22,8 @@ GROUPS: dict[str, str] = {
     "budget": "safesetting.cli.budget:budget",
     "audit": "safesetting.cli.audit:audit_group",
     "serve": "safesetting.cli.serve:serve",
+    "transparency": "safesetting.cli.transparency:transparency",
+    "demo": "safesetting.cli.demo:demo",
 }
 
 

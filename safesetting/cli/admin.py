@@ -8,14 +8,23 @@ the audit log as ``admin:<os user>``. Every command only parses, calls a functio
 from __future__ import annotations
 
 import click
+from rich.table import Table
 
 from policies.epsilon import format_epsilon
 from policies.load import PolicyFileError, load_policy
 from policies.model import OrgLimits, Policy
 from safesetting import administration as admin_lib
-from safesetting.cli.common import Context, handle_errors, json_option, pass_context, print_json
+from safesetting.cli.common import (
+    Context,
+    console,
+    handle_errors,
+    json_option,
+    pass_context,
+    print_json,
+)
 from safesetting.control import load_home_policy, open_control
 from safesetting.errors import UsageError
+from safesetting.subject_access import subject_access
 
 
 @click.group("admin")
@@ -320,6 +329,46 @@ def optout_list(ctx: Context, as_json: bool) -> None:
         print_json({"upns": upns})
         return
     click.echo("\n".join(upns) if upns else "No opt-outs registered.")
+
+
+@admin.command("subject-access")
+@click.argument("upn", metavar="UPN")
+@json_option
+@pass_context
+@handle_errors
+def subject_access_command(ctx: Context, upn: str, as_json: bool) -> None:
+    """List the released queries that could have included one pupil's record.
+
+    For a parent or pupil whose identity the operator has verified. Each released query's
+    logged filters are re-evaluated for that pupil alone; no released value is shown. The
+    request is audited (``subject.access``, with a count, never the UPN).
+    """
+    answer = subject_access(open_control(ctx.home), upn)
+    if as_json:
+        print_json(answer.to_json())
+        return
+    if not answer.found:
+        click.echo("No pupil with that UPN is in the data.")
+        return
+    if answer.opted_out_on:
+        click.echo(f"Opted out on {answer.opted_out_on}: left out of every query since.")
+    table = Table(title="Released queries that could have included this pupil's record")
+    for name in ("query", "project", "released", "included?", "why", "note"):
+        table.add_column(name)
+    for x in answer.queries:
+        notes = []
+        if x.data_changed:
+            notes.append("the data changed since: checked on the current version")
+        if x.served_from_cache:
+            notes.append(f"given again from the cache {x.served_from_cache}×")
+        included = "unknown" if x.included is None else ("yes" if x.included else "no")
+        table.add_row(x.query_id, x.project, x.released_on, included, x.why, "; ".join(notes))
+    console.print(table)
+    click.echo(
+        f"{len(answer.included)} of {len(answer.queries)} released queries could have "
+        f"included the record (data version {answer.data_version}; audit entry "
+        f"{answer.audit_seq})."
+    )
 
 
 # --- policy ------------------------------------------------------------------------------

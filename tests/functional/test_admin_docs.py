@@ -21,7 +21,9 @@ def test_every_reason_code_is_explained():
 
 def test_every_admin_command_is_shown():
     for group_name, group in admin.commands.items():
-        assert isinstance(group, click.Group)
+        if not isinstance(group, click.Group):  # a command of its own (subject-access)
+            assert f"safesetting admin {group_name}" in SECTION, group_name
+            continue
         for name in group.commands:
             assert f"safesetting admin {group_name} {name}" in SECTION, (group_name, name)
     assert "safesetting budget --project" in SECTION

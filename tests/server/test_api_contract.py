@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import logging
 
-import anyio
+import anyio.from_thread
 import anyio.to_thread
 import pytest
 
@@ -308,4 +308,6 @@ def test_lifespan_bounds_the_request_threads(setting):
         async with app.router.lifespan_context(app):
             return anyio.to_thread.current_default_thread_limiter().total_tokens
 
-    assert anyio.run(start) == REQUEST_THREADS
+    # A portal thread of its own: other tests (Playwright) may hold this thread's loop.
+    with anyio.from_thread.start_blocking_portal() as portal:
+        assert portal.call(start) == REQUEST_THREADS
