@@ -1,8 +1,8 @@
 """The one place the service writes to the audit log (``audit``).
 
 Every admin change and every access goes through :func:`record`, inside the caller's
-transaction, so the change and its entry commit together or not at all; after the commit
-:func:`sign_checkpoint` signs the new tree head with the home's key.
+transaction, so the change and its entry commit together or not at all;
+:func:`sign_checkpoint` signs the new tree head with the home's key in the same transaction.
 """
 
 from __future__ import annotations
@@ -35,9 +35,12 @@ def record(conn: sa.Connection, *, actor: str, action: str, **fields: Any) -> au
         raise UsageError(f"refused: the audit log may not record this ({exc})") from None
 
 
-def sign_checkpoint(engine: sa.Engine, key_path: Path) -> audit.Checkpoint:
-    """Sign the committed tree head (call after every commit that appended)."""
+def sign_checkpoint(
+    bind: sa.Engine | sa.Connection, key_path: Path, key: audit.SigningKey | None = None
+) -> audit.Checkpoint:
+    """Sign the tree head: after a commit (an engine), or inside the transaction that
+    appended (a connection), so the entries and their checkpoint commit together."""
     try:
-        return audit.sign_checkpoint(engine, audit.load_or_create_key(key_path))
+        return audit.sign_checkpoint(bind, key or audit.load_or_create_key(key_path))
     except audit.CheckpointError as exc:
         raise StateError(f"cannot sign the audit checkpoint: {exc}") from None

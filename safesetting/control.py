@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
 
+import audit
 from audit import AuditEntry
 from policies.load import PolicyFileError, load_policy, write_default_policy
 from policies.model import Policy
@@ -53,12 +55,21 @@ class Control:
         fields.setdefault("actor", self.actor)
         return auditing.record(conn, action=action, policy_digest=self.policy_digest, **fields)
 
+    @cached_property
+    def signing_key(self) -> audit.SigningKey:
+        """The home's checkpoint key, read (or created) once per process."""
+        try:
+            return audit.load_or_create_key(self.home.signing_key)
+        except audit.CheckpointError as exc:
+            raise StateError(f"cannot use the audit signing key: {exc}") from None
+
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
-        """One write transaction; the audit checkpoint is signed after it commits."""
+        """One write transaction; its entries' checkpoint is signed inside it, so the log
+        and its signed head commit together (one commit per request, not two)."""
         with self.engine.begin() as conn:
             yield conn
-        auditing.sign_checkpoint(self.engine, self.home.signing_key)
+            auditing.sign_checkpoint(conn, self.home.signing_key, self.signing_key)
 
     @staticmethod
     def now() -> datetime:

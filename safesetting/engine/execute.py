@@ -69,6 +69,7 @@ class Sandbox:
     def _load(self, db_path: Path, optout_upns: Sequence[str]) -> None:
         con = self.con
         con.execute("SET temp_directory = ''")
+        con.execute("SET enable_progress_bar = false")  # never draw on the server's stdout
         con.execute("ATTACH ? AS src (READ_ONLY)", [str(db_path)])
         for name, cols in sorted(self.columns.items()):
             # Identifiers come from the schema declaration, never from the researcher.
