@@ -46,7 +46,7 @@ def budget_summary(control: Control, project_id: str, token: str | None) -> Budg
     """
     check_id("project", project_id)
     failure: AuthenticationError | None = None
-    with control.engine.connect() as conn:
+    with control.reader() as conn:
         try:
             caller = authenticate(conn, token, roles=("researcher", "auditor", "admin"))
         except AuthenticationError as exc:
@@ -62,7 +62,7 @@ def budget_summary(control: Control, project_id: str, token: str | None) -> Budg
                 reasons=[r.code for r in failure.reasons],
             )
         raise failure
-    with control.engine.connect() as conn:
+    with control.reader() as conn:
         try:
             project = get_project(conn, project_id)
         except NotFoundError:

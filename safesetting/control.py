@@ -64,6 +64,12 @@ class Control:
             raise StateError(f"cannot use the audit signing key: {exc}") from None
 
     @contextmanager
+    def reader(self) -> Iterator[sa.Connection]:
+        """A read-only connection: on SQLite it neither takes nor waits for the write lock."""
+        with self.engine.connect() as conn:
+            yield conn.execution_options(read_only=True)
+
+    @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
         """One write transaction; its entries' checkpoint is signed inside it, so the log
         and its signed head commit together (one commit per request, not two)."""

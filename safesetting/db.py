@@ -29,7 +29,12 @@ def _on_sqlite_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API co
 
 
 def _on_sqlite_begin(conn) -> None:  # noqa: ANN001 - SQLAlchemy connection
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the lock up front; a connection marked read_only (Control.reader) reads
+    # a WAL snapshot without blocking writers or other readers.
+    if conn.get_execution_options().get("read_only"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 _ENGINES: dict[str, sa.Engine] = {}

@@ -127,7 +127,7 @@ class SafeSettingApp:
         audited ``auth.failed`` and refused on every endpoint, not only by the policy.
         """
         try:
-            with self.control.engine.connect() as conn:
+            with self.control.reader() as conn:
                 caller = authenticate(conn, token, roles=ALL_ROLES)
             if caller.accredited_until < self.control.today():
                 raise PermissionDeniedError(
@@ -228,7 +228,7 @@ def get_entries(
 ) -> dict[str, Any]:
     """The newest ``limit`` entries matching the filters, oldest first (auditors, admins)."""
     app.require_role(caller, AUDIT_ROLES, request)
-    with app.control.engine.connect() as conn:
+    with app.control.reader() as conn:
         found = audit.read_entries(
             conn,
             since=filters.since,
@@ -268,7 +268,7 @@ def get_inclusion(
     """Entry ``seq``, its RFC 9162 inclusion proof and the signed checkpoint. Researchers
     may prove only their own entries (so they can check their queries were logged)."""
     if caller.role == "researcher":
-        with app.control.engine.connect() as conn:
+        with app.control.reader() as conn:
             entry = audit.get_entry(conn, params.seq)
         if entry is None or entry.actor != f"researcher:{caller.id}":
             raise NotFoundError(f"no entry {params.seq} of yours")

@@ -102,7 +102,7 @@ class QueryService:
 
     def _authenticate(self, token: str | None, project: str, roles: tuple[str, ...]):
         try:
-            with self.control.engine.connect() as conn:
+            with self.control.reader() as conn:
                 return authenticate(conn, token, roles=roles)
         except (AuthenticationError, PermissionDeniedError) as exc:
             self._audit(
@@ -176,7 +176,7 @@ class QueryService:
             return self._dry_run(
                 query_id, actor, project_id, plan, compiled, epsilon_micro, info, request
             )
-        with self.control.engine.connect() as conn:
+        with self.control.reader() as conn:
             cache_key = self._cache_key(conn, plan, epsilon_micro, info)
             cached = q.cached_result(conn, cache_key)
         if cached is not None:
@@ -227,7 +227,7 @@ class QueryService:
             )
             return self._denied(query_id, project_id, list(exc.reasons), seq)
         try:
-            with self.control.engine.connect() as conn:
+            with self.control.reader() as conn:
                 optouts = optout_upns(conn)
             box = Sandbox(
                 self.control.home.database,
@@ -284,7 +284,7 @@ class QueryService:
     ) -> tuple[list[Reason], Any]:
         """Every reason to refuse: the query's shape and the policy's decision together."""
         reasons: list[Reason] = list(parsed.reasons) if isinstance(parsed, Refusal) else []
-        with self.control.engine.connect() as conn:
+        with self.control.reader() as conn:
             try:
                 project = get_project(conn, project_id)
             except NotFoundError:
@@ -404,7 +404,7 @@ class QueryService:
             )
 
     def _remaining(self, project_id: str) -> float | None:
-        with self.control.engine.connect() as conn:
+        with self.control.reader() as conn:
             try:
                 project = get_project(conn, project_id)
             except NotFoundError:
@@ -416,7 +416,7 @@ class QueryService:
         """A released result, again, for the researcher who asked it (no new cost);
         auditors and admins may read any."""
         researcher = self._authenticate(token, "", ("researcher", "auditor", "admin"))
-        with self.control.engine.connect() as conn:
+        with self.control.reader() as conn:
             try:
                 row = q.get_query(conn, query_id)
             except NotFoundError:
