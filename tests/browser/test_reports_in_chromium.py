@@ -6,8 +6,7 @@ refused and fails the test), no script runs, and nothing about a pupil leaks: no
 postcode-shaped string, no pupil's full name from the data, no ``pupil_id`` value, and no
 true value in the public report.
 
-The HTTP server's ``/`` page is not covered here yet: the server branch had not landed on
-main when these tests were written (see the closing note of issue #7).
+The HTTP server's ``/`` page is covered in ``test_server_page_in_chromium.py``.
 """
 
 from __future__ import annotations
