@@ -120,6 +120,10 @@ def main() -> None:
         members=["bench"],
     )  # fmt: skip
     service = QueryService(control)
+    shared = QueryService(control, shared_sandbox=True)  # as the server runs it
+    t = time.perf_counter()
+    shared.submit(token, QUESTIONS[0][1], "bench", "0.001")  # loads the shared copy once
+    print(f"shared sandbox loaded in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     catalogue = service.catalogue(data_info(db))
     raw = duckdb.connect(str(db), read_only=True)
     peer = {}
@@ -141,15 +145,23 @@ def main() -> None:
             result = service.submit(token, ours, "bench", eps)
             fresh.append(time.perf_counter() - t)
             assert result.status == "released", result.reasons
+        shared_fresh = []
+        for i in range(args.runs):
+            eps = f"0.{i + 1:02d}1"
+            t = time.perf_counter()
+            assert shared.submit(token, ours, "bench", eps).status == "released"
+            shared_fresh.append(time.perf_counter() - t)
         cached_s = median_time(lambda q=ours: service.submit(token, q, "bench", "0.01"), args.runs)
         sn = peer.get(label)
         rows.append(
-            (label, raw_s, engine_s, statistics.median(fresh), cached_s,
+            (label, raw_s, engine_s, statistics.median(fresh), statistics.median(shared_fresh),
+             cached_s,
              sn["query_s"] if sn else None, sn["load_s"] if sn else None)
         )  # fmt: skip
     pupils = json.loads(json.dumps(data_info(db).version))
     print(f"\n{pupils}: median of {args.runs} runs, seconds (2-core machine)\n")
-    head = ("question", "raw DuckDB", "engine", "service fresh", "service cached",
+    head = ("question", "raw DuckDB", "engine", "service fresh", "fresh, shared sandbox",
+            "service cached",
             "SmartNoise SQL", "(its load)")  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("| --- " * len(head) + "|")

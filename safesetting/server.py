@@ -47,6 +47,7 @@ from safesetting.api.models import (
 )
 from safesetting.budgets import budget_summary
 from safesetting.control import Control, open_control
+from safesetting.engine.execute import shared_sandbox
 from safesetting.errors import (
     AuthenticationError,
     IntegrityError,
@@ -102,8 +103,11 @@ class SafeSettingApp:
 
     def __init__(self, control: Control) -> None:
         self.control = control
-        self.service = QueryService(control)
+        self.service = QueryService(control, shared_sandbox=True)
         self.key = audit.load_or_create_key(control.home.signing_key)
+        if control.home.database.exists():
+            # Load the worker's locked in-memory copy now, not in its first query.
+            shared_sandbox(control.home.database)
 
     def audit_failure(
         self, request: Request, exc: AuthenticationError | PermissionDeniedError

@@ -26,7 +26,7 @@ from policies.epsilon import format_epsilon, to_float, to_micro
 from policies.reasons import reason
 from safesetting.control import Control
 from safesetting.engine.compile import compile_plan, needed_columns
-from safesetting.engine.execute import Sandbox
+from safesetting.engine.execute import Sandbox, shared_sandbox
 from safesetting.engine.noise import expected_errors, release
 from safesetting.engine.parse import Catalogue, parse_query
 from safesetting.engine.plan import QueryPlan, Refusal
@@ -91,9 +91,12 @@ def parse_epsilon_text(value: object) -> int:
 class QueryService:
     """Answers researchers' queries for one home (local mode and the server share it)."""
 
-    def __init__(self, control: Control) -> None:
+    def __init__(self, control: Control, *, shared_sandbox: bool = False) -> None:
+        """``shared_sandbox``: keep one locked in-memory copy of the data for every query
+        (a long-running server); otherwise each query copies only what it reads (the CLI)."""
         self.control = control
         self.policy = control.policy
+        self.shared_sandbox = shared_sandbox
 
     # -- helpers ---------------------------------------------------------------------------
     def _audit(self, action: str, **fields: Any) -> int:
@@ -229,16 +232,20 @@ class QueryService:
         try:
             with self.control.reader() as conn:
                 optouts = optout_upns(conn)
-            box = Sandbox(
-                self.control.home.database,
-                needed_columns(plan),
-                optouts,
-                row_filters=compiled.pushdown,
-            )
-            try:
-                true_rows = box.run(compiled.sql)
-            finally:
-                box.close()
+            if self.shared_sandbox:
+                box = shared_sandbox(self.control.home.database)
+                true_rows = box.run(compiled.sql, optout_upns=optouts)
+            else:
+                box = Sandbox(
+                    self.control.home.database,
+                    needed_columns(plan),
+                    optouts,
+                    row_filters=compiled.pushdown,
+                )
+                try:
+                    true_rows = box.run(compiled.sql)
+                finally:
+                    box.close()
             released = release(plan, compiled, true_rows, epsilon_micro, self.policy.min_cell_count)
             del true_rows  # the true aggregates end here
         except Exception as exc:
