@@ -161,16 +161,7 @@ class QueryService:
         if isinstance(parsed, QueryPlan):
             request.update(plan_sha256=parsed.digest(), tables=list(parsed.tables))
         if reasons:
-            seq = self._audit(
-                "query.denied",
-                actor=actor,
-                project=project_id,
-                request=request,
-                decision="denied",
-                reasons=[r.code for r in reasons],
-                data_version=info.version,
-            )
-            return self._denied(query_id, project_id, reasons, seq)
+            return self._denied(query_id, actor, project_id, request, reasons, info)
         plan = parsed
         if not isinstance(plan, QueryPlan):  # a refusal always carries reasons
             raise SafeSettingError("a refused query reached the release path")
@@ -219,16 +210,7 @@ class QueryService:
                     data_version=info.version,
                 )
         except BudgetExhaustedError as exc:  # lost a race with a concurrent query
-            seq = self._audit(
-                "query.denied",
-                actor=actor,
-                project=project_id,
-                request=request,
-                decision="denied",
-                reasons=[r.code for r in exc.reasons],
-                data_version=info.version,
-            )
-            return self._denied(query_id, project_id, list(exc.reasons), seq)
+            return self._denied(query_id, actor, project_id, request, list(exc.reasons), info)
         try:
             with self.control.reader() as conn:
                 optouts = optout_upns(conn)
@@ -324,7 +306,25 @@ class QueryService:
                  self.control.policy_digest, str(self.min_year())]  # fmt: skip
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
-    def _denied(self, query_id: str, project: str, reasons: list[Reason], seq: int) -> QueryResult:
+    def _denied(
+        self,
+        query_id: str,
+        actor: str,
+        project: str,
+        request: dict[str, Any],
+        reasons: list[Reason],
+        info: DataInfo,
+    ) -> QueryResult:
+        """Audit a refusal (codes only, never the SQL text) and return it as a result."""
+        seq = self._audit(
+            "query.denied",
+            actor=actor,
+            project=project,
+            request=request,
+            decision="denied",
+            reasons=[r.code for r in reasons],
+            data_version=info.version,
+        )
         return QueryResult(
             status=DENIED,
             query_id=query_id,
