@@ -54,6 +54,17 @@ _REASON = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_TEXT = 20_000
 
 
+def looks_like_identifier(text: str) -> bool:
+    """Whether ``text`` holds something shaped like a UPN or a postcode (what the log refuses).
+
+    >>> looks_like_identifier("A123456789012"), looks_like_identifier("SW1A 1AA")
+    (True, True)
+    >>> looks_like_identifier("census.region")
+    False
+    """
+    return bool(_UPN.search(text) or _POSTCODE.search(text))
+
+
 class EntryError(ValueError):
     """An entry is malformed (bad action name, negative ε, not canonicalisable …)."""
 
@@ -92,7 +103,7 @@ def _check_value(value: Any, where: str) -> None:
     if isinstance(value, str):
         if len(value) > MAX_TEXT:
             raise ForbiddenContentError(f"{where} is longer than {MAX_TEXT} characters")
-        if _UPN.search(value) or _POSTCODE.search(value):
+        if looks_like_identifier(value):
             raise ForbiddenContentError(f"{where} contains what looks like a UPN or postcode")
     elif isinstance(value, Mapping):
         for key, inner in value.items():

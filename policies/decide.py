@@ -55,18 +55,26 @@ class ColumnUse:
     coarse: bool = True
 
 
-def column_uses(usage: Mapping[str, Iterable[str]]) -> tuple[ColumnUse, ...]:
+def column_uses(
+    usage: Mapping[str, Iterable[str]], fine: Iterable[str] = ()
+) -> tuple[ColumnUse, ...]:
     """Turn a plan's ``table.column -> {usage, …}`` map into :class:`ColumnUse` values.
 
-    An unknown usage name raises ``ValueError``: a new way of using a column must be taught
-    to the policy, not silently allowed.
+    ``fine`` names the columns a filter uses other than on their declared values (a range
+    comparison such as ``urn < 100500``): their filter use is not coarse, which the policy
+    refuses for quasi-identifiers. An unknown usage name raises ``ValueError``: a new way
+    of using a column must be taught to the policy, not silently allowed.
 
-    >>> uses = column_uses({"census.pupil_id": {"join_key"}, "ks2.read_score": ["aggregate"]})
-    >>> [(u.column, u.use.value) for u in uses]
-    [('census.pupil_id', 'join_key'), ('ks2.read_score', 'aggregate')]
+    >>> uses = column_uses({"census.pupil_id": {"join_key"}, "census.urn": ["filter"]},
+    ...                    fine={"census.urn"})
+    >>> [(u.column, u.use.value, u.coarse) for u in uses]
+    [('census.pupil_id', 'join_key', True), ('census.urn', 'filter', False)]
     """
+    ranged = frozenset(fine)
     return tuple(
-        ColumnUse(column, Use(use)) for column in sorted(usage) for use in sorted(usage[column])
+        ColumnUse(column, Use(use), not (use == Use.FILTER and column in ranged))
+        for column in sorted(usage)
+        for use in sorted(usage[column])
     )
 
 

@@ -88,6 +88,21 @@ class IntegrityError(SafeSettingError):
     kind = "integrity"
 
 
+class IncidentError(SafeSettingError):
+    """Something failed after a query was charged: the same fixed answer whatever the data.
+
+    The cause (message and traceback) goes to the operator's ``incidents.log`` only; the
+    caller sees the incident id and nothing that could depend on a pupil's record.
+    """
+
+    def __init__(self, incident: str) -> None:
+        super().__init__(
+            f"internal error (incident {incident}): the query could not be answered; "
+            "the epsilon it was charged stays spent"
+        )
+        self.incident = incident
+
+
 @dataclass
 class ErrorEnvelope:
     """The single JSON shape for every error, on the CLI's --json and over HTTP."""
@@ -118,6 +133,8 @@ def envelope_for(exc: BaseException, incident: str | None = None) -> tuple[Error
     ('bad_input', 2, 422)
     """
     if isinstance(exc, SafeSettingError):
-        return ErrorEnvelope(exc.kind, exc.message, exc.reasons), exc.exit_code, exc.http_status
+        found = getattr(exc, "incident", None) or incident
+        envelope = ErrorEnvelope(exc.kind, exc.message, exc.reasons, found)
+        return envelope, exc.exit_code, exc.http_status
     message = "internal error" + (f" (incident {incident})" if incident else "")
     return ErrorEnvelope("internal", message, [], incident), 1, 500

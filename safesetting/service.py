@@ -25,7 +25,7 @@ from policies.decide import Facts, column_uses, decide
 from policies.epsilon import format_epsilon, to_float, to_micro
 from policies.reasons import reason
 from safesetting.control import Control
-from safesetting.engine.compile import compile_plan, needed_columns
+from safesetting.engine.compile import CompiledQuery, compile_plan, needed_columns
 from safesetting.engine.execute import Sandbox, shared_sandbox
 from safesetting.engine.noise import expected_errors, release
 from safesetting.engine.parse import Catalogue, parse_query
@@ -33,6 +33,7 @@ from safesetting.engine.plan import QueryPlan, Refusal
 from safesetting.errors import (
     AuthenticationError,
     BudgetExhaustedError,
+    IncidentError,
     NotFoundError,
     PermissionDeniedError,
     Reason,
@@ -40,14 +41,19 @@ from safesetting.errors import (
     StateError,
     UsageError,
 )
+from safesetting.incidents import record_incident
 from safesetting.results import CACHED, DENIED, DRY_RUN, RELEASED, QueryResult
 from safesetting.store import authenticate, dataset_spent, debit, get_project, project_spent
 from safesetting.store import queries as q
 from safesetting.store.registry import optout_upns
-from synthetic.load import read_data_version
+from synthetic.load import missing_constraints, read_data_version
 
 log = logging.getLogger("safesetting.service")
 BUDGET_CODES = frozenset({"budget_exhausted", "dataset_cap_reached"})
+UNLOGGABLE = Reason(
+    "direct_identifier",
+    "the query holds a value shaped like a UPN or a postcode; it cannot be used or recorded",
+)
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,18 @@ def _data_info(path: str, mtime_ns: int) -> DataInfo:  # noqa: ARG001 - mtime ke
     version = read_data_version(path).id
     con = duckdb.connect(path, read_only=True)
     try:
+        # The contribution bounds rely on the declared keys and checks: a file without one
+        # of them is not served (a hand-made or damaged file, say).
+        missing = missing_constraints(con)
         urns = tuple(r[0] for r in con.execute("SELECT urn FROM schools ORDER BY urn").fetchall())
     finally:
         con.close()
+    if missing:
+        raise StateError(
+            f"{Path(path).name} lacks {len(missing)} declared constraint(s) the privacy "
+            f"bounds rely on, first {missing[0]}: regenerate it with `safesetting data "
+            "generate --force`"
+        )
     return DataInfo(version, {"schools.urn": urns})
 
 
@@ -166,7 +181,7 @@ class QueryService:
         if not isinstance(plan, QueryPlan):  # a refusal always carries reasons
             raise SafeSettingError("a refused query reached the release path")
         if dry_run:
-            compiled = compile_plan(plan, min_year=self.min_year(), salt=plan.digest())
+            compiled = self._prepare(plan, epsilon_micro, actor, project_id, request, info)
             return self._dry_run(
                 query_id, actor, project_id, plan, compiled, epsilon_micro, info, request
             )
@@ -178,7 +193,7 @@ class QueryService:
                 query_id, actor, project_id, cached, request, info, cache_key, project
             )
         # Compiled only now: a cache hit needs no SQL (compiling is ~a third of a hit's cost).
-        compiled = compile_plan(plan, min_year=self.min_year(), salt=plan.digest())
+        compiled = self._prepare(plan, epsilon_micro, actor, project_id, request, info)
         # ONE transaction: the debit, the query row and the audit entry, before any data is read.
         try:
             with self.control.transaction() as conn:
@@ -211,28 +226,16 @@ class QueryService:
                 )
         except BudgetExhaustedError as exc:  # lost a race with a concurrent query
             return self._denied(query_id, actor, project_id, request, list(exc.reasons), info)
+        except UsageError:
+            # The log refused the plan's text (a literal shaped like an identifier that the
+            # parser let through): nothing was spent; the attempt is recorded, redacted.
+            return self._denied(query_id, actor, project_id, request, [UNLOGGABLE], info)
+        # From here on the ε is spent. Whatever a pupil's record holds must not change what
+        # the caller gets: a release, or else one fixed internal error (incidents.log only).
         try:
-            with self.control.reader() as conn:
-                optouts = optout_upns(conn)
-            if self.shared_sandbox:
-                box = shared_sandbox(self.control.home.database)
-                true_rows = box.run(compiled.sql, optout_upns=optouts)
-            else:
-                box = Sandbox(
-                    self.control.home.database,
-                    needed_columns(plan),
-                    optouts,
-                    row_filters=compiled.pushdown,
-                )
-                try:
-                    true_rows = box.run(compiled.sql)
-                finally:
-                    box.close()
-            released = release(plan, compiled, true_rows, epsilon_micro, self.policy.min_cell_count)
-            del true_rows  # the true aggregates end here
-        except Exception as exc:
-            self._fail(query_id, actor, project_id, request, info, exc)
-            raise
+            released = self._answer(plan, compiled, epsilon_micro)
+        except Exception as exc:  # noqa: BLE001 - every failure after the debit is one incident
+            raise self._fail(query_id, actor, project_id, request, info, exc) from None
         result = QueryResult(
             status=RELEASED,
             query_id=query_id,
@@ -264,6 +267,45 @@ class QueryService:
         result.budget_remaining = self._remaining(project_id)
         return result
 
+    def _prepare(self, plan, epsilon_micro, actor, project_id, request, info) -> CompiledQuery:
+        """Compile the plan and calibrate every measurement (data-independent): an ε too
+        small to give each measurement a share is unusable input, audited, nothing spent."""
+        compiled = compile_plan(plan, min_year=self.min_year(), salt=plan.digest())
+        try:
+            expected_errors(plan, compiled, epsilon_micro)
+        except UsageError as exc:
+            self._audit(
+                "query.invalid",
+                actor=actor,
+                project=project_id,
+                request=request,
+                decision="invalid",
+                reasons=["epsilon_too_small"],
+                data_version=info.version,
+            )
+            raise UsageError(exc.message) from None
+        return compiled
+
+    def _answer(self, plan: QueryPlan, compiled: CompiledQuery, epsilon_micro: int):
+        """Build the sandbox, run the engine's SQL, add the noise: the true rows end here."""
+        with self.control.reader() as conn:
+            optouts = optout_upns(conn)
+        if self.shared_sandbox:
+            box = shared_sandbox(self.control.home.database)
+            true_rows = box.run(compiled.sql, optout_upns=optouts)
+        else:
+            box = Sandbox(
+                self.control.home.database,
+                needed_columns(plan),
+                optouts,
+                row_filters=compiled.pushdown,
+            )
+            try:
+                true_rows = box.run(compiled.sql)
+            finally:
+                box.close()
+        return release(plan, compiled, true_rows, epsilon_micro, self.policy.min_cell_count)
+
     def _check(
         self,
         researcher,
@@ -286,7 +328,7 @@ class QueryService:
             policy=self.policy,
             researcher=researcher.facts(),
             project=project.facts(),
-            columns=column_uses(plan.usage) if plan else (),
+            columns=column_uses(plan.usage, plan.fine) if plan else (),
             epsilon_micro=epsilon_micro,
             project_spent_micro=spent,
             dataset_spent_micro=overall,
@@ -394,9 +436,12 @@ class QueryService:
         ]
         return result
 
-    def _fail(self, query_id, actor, project_id, request, info, exc) -> None:
+    def _fail(self, query_id, actor, project_id, request, info, exc) -> IncidentError:
+        """Record a failure after the debit: the cause in the operator's incident log, the
+        audit entry ``query.failed``; return the one error the caller sees."""
         incident = uuid.uuid4().hex[:12]
-        log.error("query %s failed (incident %s)", query_id, incident, exc_info=exc)
+        path = record_incident(self.control.home.root, incident, f"query {query_id}", exc)
+        log.warning("query %s failed: incident %s (details in %s)", query_id, incident, path)
         with self.control.transaction() as conn:
             q.finish_query(conn, query_id, q.FAILED, None)
             self.control.record(
@@ -406,9 +451,10 @@ class QueryService:
                 project=project_id,
                 request={**request, "incident": incident},
                 decision="failed",
-                reasons=[getattr(exc, "kind", "internal")],
+                reasons=["internal"],
                 data_version=info.version,
             )
+        return IncidentError(incident)
 
     def _remaining(self, project_id: str) -> float | None:
         with self.control.reader() as conn:

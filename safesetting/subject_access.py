@@ -95,9 +95,10 @@ def count_sql(normalised: str) -> str:
     keys = [col(k) for k in plan.get("keys", [])]
     # Only text: parse_query validates it (tables, columns, node types) before it is compiled.
     sql = f'SELECT {", ".join([*keys, "COUNT(*)"])} FROM "{base}"'  # noqa: S608
-    for name, on in joins:
+    for name, on, *alias in joins:  # a third item: the node's alias (a table joined again)
         pairs = [pair.split("=", 1) for pair in on]
-        sql += f' JOIN "{name}" ON ' + " AND ".join(f"{col(a)} = {col(b)}" for a, b in pairs)
+        named = f' AS "{alias[0]}"' if alias else ""
+        sql += f' JOIN "{name}"{named} ON ' + " AND ".join(f"{col(a)} = {col(b)}" for a, b in pairs)
     if plan.get("where"):
         sql += f" WHERE {plan['where']}"
     if keys:

@@ -47,9 +47,15 @@ def question_kind(normalised: str) -> tuple[list[str], list[str], list[str]]:
     (['census', 'ks2'], ['avg'], ['census.region'])
     """
     plan = json.loads(normalised)
-    tables = [plan["from"][0], *[j[0] for j in plan["from"][1:]]]
+    base, *joins = plan["from"]
+    names = {base: base} | {(j[2] if len(j) > 2 else j[0]): j[0] for j in joins}
+    tables = list(dict.fromkeys(names.values()))
     aggs = [m.group(1) for a in plan.get("aggs", []) if (m := _AGG_FUNC.match(a))]
-    return tables, aggs, list(plan.get("keys", []))
+    keys = []
+    for key in plan.get("keys", []):  # a key of a table joined again counts as its table's
+        node, _dot, column = key.partition(".")
+        keys.append(f"{names.get(node, node)}.{column}")
+    return tables, aggs, keys
 
 
 class _Usage:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import sqlglot
+from sqlglot import exp
 
 from synthetic import GENERATOR_VERSION, codes, generator, schema
 from synthetic.generator import Generator, YearRange
@@ -90,8 +92,15 @@ def _check_sql(col: schema.Column) -> str | None:
     return f"{col.name} IN ({values})"
 
 
-def create_table_sql(table: schema.Table, foreign_keys: bool = False) -> str:
+def create_table_sql(
+    table: schema.Table, foreign_keys: bool = False, value_checks: bool = True
+) -> str:
     """``CREATE TABLE`` with types, NOT NULL, keys, CHECKs (and foreign keys) from the schema.
+
+    ``value_checks=False`` keeps only the constraints the privacy bounds rely on (keys,
+    UNIQUE, NOT NULL and the CHECKs on key columns, such as ``exclusion_seq BETWEEN 1 AND
+    6``): the neighbour tests use it to put values outside the declared ranges in front of
+    the engine, whose clamps must hold anyway.
 
     >>> "PRIMARY KEY (pupil_id, academic_year)" in create_table_sql(schema.table("census"))
     True
@@ -99,12 +108,57 @@ def create_table_sql(table: schema.Table, foreign_keys: bool = False) -> str:
     parts = [f"{c.name} {c.dtype}{'' if c.nullable else ' NOT NULL'}" for c in table.columns]
     parts.append(f"PRIMARY KEY ({', '.join(table.primary_key)})")
     parts += [f"UNIQUE ({', '.join(u)})" for u in table.unique]
-    parts += [f"CHECK ({c})" for c in table.checks]
-    parts += [f"CHECK ({s})" for c in table.columns if (s := _check_sql(c))]
+    checks = [*table.checks, *(s for c in table.columns if (s := _check_sql(c)))]
+    if not value_checks:
+        keys = set(table.primary_key) - {"pupil_id", "academic_year"}
+        checks = [c for c in checks if c.split(" ", 1)[0] in keys]
+    parts += [f"CHECK ({c})" for c in checks]
     for col, ref in table.foreign_keys if foreign_keys else ():
         ref_table, ref_col = ref.split(".")
         parts.append(f"FOREIGN KEY ({col}) REFERENCES {ref_table} ({ref_col})")
     return f"CREATE TABLE {table.name} (\n  " + ",\n  ".join(parts) + "\n)"
+
+
+def declared_constraints() -> set[tuple[str, str, str]]:
+    """Every PRIMARY KEY, UNIQUE, NOT NULL and CHECK constraint the schema declares, as
+    ``(table, kind, columns or expression)`` in the form ``duckdb_constraints()`` reports."""
+    wanted: set[tuple[str, str, str]] = set()
+    for table in schema.TABLES.values():
+        wanted.add((table.name, "PRIMARY KEY", ", ".join(table.primary_key)))
+        wanted |= {(table.name, "UNIQUE", ", ".join(u)) for u in table.unique}
+        wanted |= {(table.name, "NOT NULL", c.name) for c in table.columns if not c.nullable}
+        checks = [*table.checks, *(s for c in table.columns if (s := _check_sql(c)))]
+        wanted |= {(table.name, "CHECK", _normal_check(c)) for c in checks}
+    return wanted
+
+
+def missing_constraints(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The declared constraints a database lacks, each named (``census: PRIMARY KEY
+    (pupil_id, academic_year)``); empty when every one is in force. The engine's
+    contribution bounds rely on them, so a file that lacks one is not served."""
+    found: set[tuple[str, str, str]] = set()
+    rows = con.execute(
+        "SELECT table_name, constraint_type, constraint_column_names, expression "
+        "FROM duckdb_constraints() WHERE database_name = current_database()"
+    ).fetchall()
+    for table, kind, columns, expression in rows:
+        if kind == "CHECK":
+            found.add((table, kind, _normal_check(expression or "")))
+        else:
+            found.add((table, kind, ", ".join(columns)))
+    rank = {"PRIMARY KEY": 0, "UNIQUE": 1, "CHECK": 2, "NOT NULL": 3}  # keys first
+    missing = sorted(declared_constraints() - found, key=lambda c: (rank[c[1]], c))
+    return [f"{table}: {kind} ({what})" for table, kind, what in missing]
+
+
+def _normal_check(text: str) -> str:
+    """A CHECK expression in one canonical spelling (brackets and spacing aside)."""
+    tree = sqlglot.parse_one(text, read="duckdb")
+    while isinstance(tree, exp.Paren):
+        tree = tree.this
+    for paren in list(tree.find_all(exp.Paren)):
+        paren.replace(paren.this)
+    return tree.sql(dialect="duckdb")
 
 
 def create_tables(con: duckdb.DuckDBPyConnection, foreign_keys: bool = False) -> None:

@@ -10,8 +10,20 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from hypothesis import HealthCheck, settings
 
 from synthetic.load import generate_database
+
+# Property tests: a fixed seed by default (CI is reproducible); reviewers can search much
+# harder with `python -m pytest tests/property --hypothesis-profile=deep`.
+_SLOW_DATA = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=_SLOW_DATA
+)
+settings.register_profile(
+    "deep", max_examples=3_000, deadline=None, suppress_health_check=_SLOW_DATA
+)
+settings.load_profile("ci")
 
 NPD_SMALL_PUPILS = 80_000
 NPD_SMALL_SEED = 7

@@ -1,32 +1,36 @@
 """``QueryPlan`` → bounded SQL that the sandbox runs. Never the researcher's text.
 
-The SQL applies the opt-out anti-join and the retention filter, truncates each pupil to the
-contribution bound unless a database constraint already guarantees it, clamps every
-aggregate argument to its catalogue bounds and, for sums, counts in integer units.
+The SQL applies the opt-out anti-join and the retention filter to every pupil table of the
+plan, truncates each pupil to the contribution bound unless a database constraint already
+guarantees it, clamps every numeric column where an aggregate reads it (and the whole
+argument) to the catalogue's bounds and, for sums, counts in integer units.
+
+**Totality.** For any data whose columns hold values of their declared types, this SQL
+cannot raise: every literal a filter compares a column with has that column's type (checked
+in ``types.py``, written here as ``CAST(literal AS <column type>)``, folded once at bind
+time), so no column is ever cast; aggregate arguments read each column clamped to its
+declared bounds and widened to ``BIGINT`` or ``DOUBLE``, every sub-expression's interval
+lies within ±10⁹ (``expressions.py``), and nothing is divided — so nothing overflows or
+fails to convert, whatever a pupil's record holds. Whether a query fails therefore cannot
+depend on the data (``tests/property/test_neighbours.py`` runs the compiled SQL on random
+and extreme data and requires that it never raises).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from safesetting.engine.bounds import DEFAULT_MAX_ROWS_PER_PUPIL, Bound, contribution_bound
 from safesetting.engine.parse import conjuncts
 from safesetting.engine.plan import ColumnRef, QueryPlan
-from synthetic.schema import TABLES, Table
+from synthetic.schema import TABLES, Column
 
 OPTOUT_TABLE = "__optout"  # pupil_ids of opted-out pupils, inside the sandbox only
-DEFAULT_MAX_ROWS_PER_PUPIL = 20
+_CASTABLE = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "DOUBLE"}
 
-
-@dataclass(frozen=True)
-class Bound:
-    """How many rows one pupil can contribute after joins and filters, and why."""
-
-    rows: int  # the bound the noise is calibrated to
-    natural: int  # what the database constraints guarantee
-    truncate: bool  # whether the SQL must enforce ``rows`` itself
+__all__ = ["OPTOUT_TABLE", "Bound", "CompiledQuery", "compile_plan", "plan_bound"]
 
 
 @dataclass(frozen=True)
@@ -34,68 +38,27 @@ class CompiledQuery:
     sql: str
     bound: Bound
     key_count: int
-    agg_columns: tuple[tuple[int, str], ...]  # (aggregate index, part: value|count)
+    agg_columns: tuple[tuple[int, str], ...]  # (aggregate index, part: value|count|values)
     pushdown: dict[str, str] = field(default_factory=dict)  # table -> filter on its own rows
 
 
-def per_year_rows(table: Table) -> int:
-    """Rows per pupil per academic year that the primary key allows."""
-    extra = [c for c in table.primary_key if c not in ("pupil_id", "academic_year")]
-    n = 1
-    for name in extra:
-        domain = table.column(name).domain
-        n *= len(domain) if domain else 1
-    return min(n, table.max_rows_per_pupil or n)
-
-
-def contribution_bound(plan: QueryPlan, cap: int = DEFAULT_MAX_ROWS_PER_PUPIL) -> Bound:
-    """The most rows one pupil can put into the query, from declared, enforced constraints.
+def plan_bound(plan: QueryPlan, cap: int = DEFAULT_MAX_ROWS_PER_PUPIL) -> Bound:
+    """The plan's contribution bound (``bounds.contribution_bound`` over its join tree).
 
     >>> from safesetting.engine.parse import parse_query
-    >>> contribution_bound(parse_query("SELECT COUNT(*) FROM ks2")).rows
+    >>> plan_bound(parse_query("SELECT COUNT(*) FROM ks2")).rows
     1
-    >>> b = contribution_bound(parse_query("SELECT COUNT(*) FROM exclusions"))
+    >>> b = plan_bound(parse_query("SELECT COUNT(*) FROM exclusions"))
     >>> (b.natural, b.rows, b.truncate)
     (120, 20, True)
     """
-    private = [TABLES[t] for t in plan.tables if TABLES[t].private]
-    components = _year_components(plan)
-    pinned = set(plan.pinned_years)
-    for group in components:
-        if pinned & group:
-            pinned |= group
-    totals, yearly = {}, {}
-    for table in private:
-        total = table.max_rows_per_pupil or 1
-        per_year = per_year_rows(table) if "academic_year" in table.primary_key else total
-        totals[table.name] = per_year if table.name in pinned else total
-        yearly[table.name] = per_year
-    natural = 1
-    for group in components:
-        # Tables joined on academic_year: each row of one matches at most the per-year rows
-        # of the others, so the group has at most min_i(total_i * prod_{j != i} yearly_j).
-        natural *= min(totals[i] * math.prod(yearly[j] for j in group if j != i) for i in group)
-    grouped = set().union(*components) if components else set()
-    natural *= math.prod(totals[t.name] for t in private if t.name not in grouped)
-    natural = max(natural, 1)
-    if natural <= cap:
-        return Bound(natural, natural, False)
-    return Bound(cap, natural, True)
-
-
-def _year_components(plan: QueryPlan) -> list[set[str]]:
-    """Groups of pupil tables joined to each other on academic_year (connected components)."""
-    groups: list[set[str]] = []
-    for join in plan.joins:
-        for a, b in join.on:
-            if a.column != "academic_year" or not (
-                TABLES[a.table].private and TABLES[b.table].private
-            ):
-                continue
-            touching = [g for g in groups if a.table in g or b.table in g]
-            merged = {a.table, b.table}.union(*touching)
-            groups = [g for g in groups if g not in touching] + [merged]
-    return groups
+    year_joins = [
+        (a.node, b.node)
+        for join in plan.joins
+        for a, b in join.on
+        if a.column == b.column == "academic_year"
+    ]
+    return contribution_bound(plan.aliases, year_joins, plan.pinned_years, cap)
 
 
 def compile_plan(
@@ -106,71 +69,77 @@ def compile_plan(
     cap: int = DEFAULT_MAX_ROWS_PER_PUPIL,
 ) -> CompiledQuery:
     """Emit the bounded SQL for ``plan`` (DuckDB dialect)."""
-    bound = contribution_bound(plan, cap)
-    pid = exp.column("pupil_id", table=plan.base.name, quoted=True)
+    bound = plan_bound(plan, cap)
+    aliases = plan.aliases
+    private = [n for n in plan.nodes if TABLES[n.name].private]
+    pid = _col(plan.base.alias, "pupil_id")
 
     inner_cols: dict[str, exp.Expression] = {}
 
     def inner(e: exp.Expression) -> exp.Expression:
-        """Rewrite qualified columns to the inner query's flat names."""
+        """Rewrite node-qualified columns to the inner query's flat names."""
 
         def swap(node: exp.Expression) -> exp.Expression:
             if isinstance(node, exp.Column):
                 name = f"{node.table}__{node.name}"
-                inner_cols[name] = exp.column(node.name, table=node.table, quoted=True)
+                inner_cols[name] = _col(node.table, node.name)
                 return exp.column(name, quoted=True)
             return node
 
         return e.copy().transform(swap)
 
-    keys = [inner(exp.column(k.column.column, table=k.column.table)) for k in plan.keys]
+    keys = [inner(_col(k.column.node, k.column.column)) for k in plan.keys]
     outer: list[exp.Expression] = list(keys)
     parts: list[tuple[int, str]] = []
     for i, agg in enumerate(plan.aggregates):
-        arg = inner(agg.arg) if agg.arg is not None else None
         if agg.func == "count":
-            outer.append(exp.Count(this=arg if arg is not None else exp.Star()))
+            arg = inner(agg.arg) if agg.arg is not None else exp.Star()
+            outer.append(exp.Count(this=arg))
             parts.append((i, "value"))
-        elif agg.func == "count_distinct":
-            outer.append(exp.Count(this=exp.Distinct(expressions=[arg])))
+            continue
+        if agg.func == "count_distinct":
+            outer.append(exp.Count(this=exp.Distinct(expressions=[inner(agg.arg)])))
             parts.append((i, "value"))
-        elif agg.func in ("sum", "avg"):
-            units = _units(arg, agg.lower, agg.upper, agg.resolution)
-            outer.append(exp.Sum(this=units))
+            continue
+        value = inner(argument(agg.arg, aliases))
+        if not isinstance(agg.arg, exp.Column):  # a bare column is clamped where it is read
+            value = _clamp(value, agg.lower, agg.upper, nullable=may_be_null(agg.arg, aliases))
+        if agg.func in ("sum", "avg"):
+            outer.append(exp.Sum(this=_units(value, agg.resolution)))
             parts.append((i, "value"))
             if agg.func == "avg":
-                outer.append(exp.Count(this=arg))
+                outer.append(exp.Count(this=value.copy()))
                 parts.append((i, "count"))
         else:  # quantile: the clamped values themselves, scored by OpenDP outside SQL
-            outer.append(exp.func("list", _clamp(arg, agg.lower, agg.upper)))
+            outer.append(exp.func("list", value))
             parts.append((i, "values"))
 
     conditions: list[exp.Expression] = []
     if plan.where is not None:
-        conditions.append(exp.Paren(this=plan.where.copy()))
-    conditions.append(
-        exp.Not(
-            this=exp.In(
-                this=pid.copy(),
-                query=exp.Subquery(this=exp.select("pupil_id").from_(OPTOUT_TABLE)),
+        conditions.append(exp.Paren(this=typed_filter(plan.where, aliases)))
+    for node in private:  # every pupil node is the same pupil (joins.py); each is checked
+        conditions.append(
+            exp.Not(
+                this=exp.In(
+                    this=_col(node.alias, "pupil_id"),
+                    query=exp.Subquery(this=exp.select("pupil_id").from_(OPTOUT_TABLE)),
+                )
             )
         )
-    )
     if min_year is not None:
-        for name in plan.tables:
-            if TABLES[name].private and "academic_year" in TABLES[name].column_names:
-                year = exp.column("academic_year", table=name, quoted=True)
-                conditions.append(exp.GTE(this=year, expression=exp.Literal.number(min_year)))
+        for node in private:
+            if "academic_year" in TABLES[node.name].column_names:
+                conditions.append(_retention(node.alias, min_year))
 
     select_inner: list[exp.Expression] = [exp.alias_(pid.copy(), "__pid", quoted=True)]
     select_inner += [exp.alias_(col, name, quoted=True) for name, col in inner_cols.items()]
-    from_ = exp.table_(plan.base.name, quoted=True)
-    query = exp.select(*select_inner).from_(from_)
+    query = exp.select(*select_inner).from_(_table(plan.base.name, plan.base.alias))
     for join in plan.joins:
         on = exp.and_(*[exp.EQ(this=_q(a), expression=_q(b)) for a, b in join.on])
-        query = query.join(exp.table_(join.table.name, quoted=True), on=on, join_type="inner")
+        query = query.join(_table(join.table.name, join.table.alias), on=on, join_type="inner")
     query = query.where(exp.and_(*conditions))
     if bound.truncate:
+        # One partition per pupil: every pupil node's pupil_id equals the base's (joins.py).
         order = exp.func(
             "hash",
             exp.column("__pid", quoted=True),
@@ -202,48 +171,146 @@ def compile_plan(
     )
 
 
+def declared(node: exp.Column, aliases: dict[str, str]) -> Column:
+    """The schema's declaration of a node-qualified column of the plan."""
+    return TABLES[aliases[node.table]].column(node.name)
+
+
+def typed_filter(where: exp.Expression, aliases: dict[str, str]) -> exp.Expression:
+    """The plan's filter with every numeric literal written as ``CAST(v AS <column type>)``:
+    DuckDB then compares in the column's own type and never casts the column."""
+
+    def cast(node: exp.Expression) -> exp.Expression:
+        col = node.this if isinstance(node, exp.Predicate | exp.In | exp.Between) else None
+        if not isinstance(col, exp.Column):
+            return node
+        dtype = declared(col, aliases).dtype
+        if dtype not in _CASTABLE:
+            return node
+        for key in ("expression", "low", "high"):
+            value = node.args.get(key)
+            if isinstance(value, exp.Literal) and not value.is_string:
+                node.set(key, _as(value, dtype))
+        if isinstance(node, exp.In):
+            node.set("expressions", [_as(v, dtype) for v in node.expressions])
+        return node
+
+    return where.copy().transform(cast)
+
+
+def argument(arg: exp.Expression, aliases: dict[str, str]) -> exp.Expression:
+    """An aggregate argument as the engine runs it: each column read clamped to its declared
+    bounds and widened (``BIGINT`` or ``DOUBLE``), real literals as ``DOUBLE``, conditions
+    typed as in filters. On data within the declared bounds this is the same value."""
+    if isinstance(arg, exp.Column):
+        col = declared(arg, aliases)
+        widened = _as(arg.copy(), "BIGINT" if col.dtype != "DOUBLE" else "DOUBLE")
+        lo, hi = col.bounds or (0, 1)
+        return _clamp(widened, lo, hi, nullable=col.nullable)
+    if (
+        isinstance(arg, exp.Cast)
+        and isinstance(arg.this, exp.Column)
+        and declared(arg.this, aliases).dtype == "BOOLEAN"
+    ):
+        return arg.copy()  # CAST(flag AS BIGINT): 0 or 1, never fails
+    if isinstance(arg, exp.Literal):
+        return arg.copy() if float(arg.this).is_integer() else _as(arg.copy(), "DOUBLE")
+    if isinstance(arg, exp.Case):
+        ifs = [
+            exp.If(this=typed_filter(i.this, aliases), true=argument(i.args["true"], aliases))
+            for i in arg.args.get("ifs") or []
+        ]
+        default = arg.args.get("default")
+        return exp.Case(ifs=ifs, default=argument(default, aliases) if default else None)
+    rebuilt = arg.copy()
+    for key in ("this", "expression"):
+        child = arg.args.get(key)
+        if isinstance(child, exp.Expression):
+            rebuilt.set(key, argument(child, aliases))
+    return rebuilt
+
+
 def _pushdown(plan: QueryPlan, min_year: int | None) -> dict[str, str]:
     """Filters that read one table only, so the sandbox copies only rows that can matter.
 
     The compiled SQL applies the same filters again: pushing them down changes the cost,
-    never the answer.
+    never the answer. A table that appears more than once (joined to itself) is copied
+    whole: each copy has filters of its own.
     """
+    counts: dict[str, int] = {}
+    for node in plan.nodes:
+        counts[node.name] = counts.get(node.name, 0) + 1
+    single = {n.alias for n in plan.nodes if counts[n.name] == 1}
+    aliases = plan.aliases
     per_table: dict[str, list[exp.Expression]] = {}
     if plan.where is not None:
         for cond in conjuncts(plan.where):
-            tables = {c.table for c in cond.find_all(exp.Column)}
-            if len(tables) == 1:
-                per_table.setdefault(tables.pop(), []).append(cond.copy())
-    for name in plan.tables:
+            nodes = {c.table for c in cond.find_all(exp.Column)}
+            if len(nodes) == 1 and (node := nodes.pop()) in single:
+                per_table.setdefault(aliases[node], []).append(typed_filter(cond, aliases))
+    for node in plan.nodes:
+        table = TABLES[node.name]
         if (
             min_year is not None
-            and TABLES[name].private
-            and "academic_year" in TABLES[name].column_names
+            and node.alias in single
+            and table.private
+            and "academic_year" in table.column_names
         ):
-            year = exp.column("academic_year", table=name, quoted=True)
-            per_table.setdefault(name, []).append(
-                exp.GTE(this=year, expression=exp.Literal.number(min_year))
-            )
+            per_table.setdefault(node.name, []).append(_retention(node.alias, min_year))
     return {t: exp.and_(*conds).sql(dialect="duckdb") for t, conds in per_table.items()}
 
 
+def may_be_null(arg: exp.Expression, aliases: dict[str, str]) -> bool:
+    """Whether an aggregate argument can be NULL: a CASE without ELSE, or a nullable column."""
+    if any(c.args.get("default") is None for c in arg.find_all(exp.Case)):
+        return True
+    return any(declared(c, aliases).nullable for c in arg.find_all(exp.Column))
+
+
+def _retention(node: str, min_year: int) -> exp.Expression:
+    return exp.GTE(this=_col(node, "academic_year"), expression=_as(_lit(min_year), "SMALLINT"))
+
+
+def _col(node: str, column: str) -> exp.Column:
+    return exp.column(column, table=node, quoted=True)
+
+
 def _q(ref: ColumnRef) -> exp.Column:
-    return exp.column(ref.column, table=ref.table, quoted=True)
+    return _col(ref.node, ref.column)
 
 
-def _clamp(arg: exp.Expression, lower: float, upper: float) -> exp.Expression:
-    return exp.func("least", exp.func("greatest", arg, _lit(lower)), _lit(upper))
+def _table(name: str, alias: str) -> exp.Expression:
+    table = exp.table_(name, quoted=True)
+    return table.as_(alias, quoted=True) if alias != name else table
 
 
-def _units(arg: exp.Expression, lower: float, upper: float, resolution: float) -> exp.Expression:
-    scaled = _clamp(arg, lower, upper)
-    if resolution != 1.0:
-        scaled = exp.Div(this=scaled, expression=_lit(resolution))
+def _as(value: exp.Expression, dtype: str) -> exp.Expression:
+    return exp.Cast(this=value, to=exp.DataType.build(dtype))
+
+
+def _clamp(arg: exp.Expression, lower: float, upper: float, *, nullable: bool) -> exp.Expression:
+    """``arg`` held to ``[lower, upper]``. DuckDB's LEAST and GREATEST skip NULLs, so a value
+    that may be NULL (``CASE`` without ``ELSE``) keeps its NULL explicitly."""
+    clamped = exp.func("least", exp.func("greatest", arg, _lit(lower)), _lit(upper))
+    if not nullable:
+        return clamped
+    return exp.Case(
+        ifs=[exp.If(this=exp.Is(this=arg.copy(), expression=exp.Null()), true=exp.Null())],
+        default=clamped,
+    )
+
+
+def _units(value: exp.Expression, resolution: float) -> exp.Expression:
+    scaled = value
+    if resolution != 1.0:  # hundredths: times 100, so no division anywhere
+        scaled = exp.Mul(this=value, expression=exp.Literal.number(round(1 / resolution)))
     return exp.Cast(this=exp.func("round", scaled), to=exp.DataType.build("BIGINT"))
 
 
-def _lit(v: float) -> exp.Literal:
-    return exp.Literal.number(int(v) if float(v).is_integer() else v)
+def _lit(v: float) -> exp.Expression:
+    if float(v).is_integer():
+        return exp.Literal.number(int(v))
+    return _as(exp.Literal.number(v), "DOUBLE")
 
 
 def needed_columns(plan: QueryPlan) -> dict[str, set[str]]:

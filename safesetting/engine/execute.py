@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from safesetting.engine.compile import OPTOUT_TABLE
-from safesetting.errors import SafeSettingError, StateError, UsageError
+from safesetting.errors import SafeSettingError, StateError
 from synthetic.schema import TABLES, ColumnClass
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -26,7 +26,12 @@ _shared: dict[tuple[str, int], Sandbox] = {}
 _shared_lock = threading.Lock()
 
 
-class QueryTimeoutError(UsageError):
+class EngineError(SafeSettingError):
+    """The sandbox could not be built or could not run the engine's SQL. The message names
+    only the error class: DuckDB's own text can quote a value from the data."""
+
+
+class QueryTimeoutError(EngineError):
     """The bounded query ran past the time limit (it was interrupted; nothing was released)."""
 
 
@@ -70,8 +75,15 @@ class Sandbox:
         self.row_filters = dict(row_filters or {})
         # A shared sandbox serves many queries: opt-outs are then given per query (run()).
         self.shared = shared
-        self._load(db_path, optout_upns)
-        self._lock()
+        try:
+            self._load(db_path, optout_upns)
+            self._lock()
+        except duckdb.Error as exc:
+            self.con.close()
+            # Loading runs the pushed-down filters over the data: keep only the class.
+            raise EngineError(
+                f"the engine could not prepare the data ({type(exc).__name__})"
+            ) from None
 
     def _load(self, db_path: Path, optout_upns: Sequence[str]) -> None:
         con = self.con
@@ -132,7 +144,7 @@ class Sandbox:
             raise QueryTimeoutError(f"the query ran longer than {timeout_s:g} s") from None
         except duckdb.Error as exc:
             # The message could quote data; keep only the error class.
-            raise SafeSettingError(
+            raise EngineError(
                 f"the engine could not run the query ({type(exc).__name__})"
             ) from None
         finally:

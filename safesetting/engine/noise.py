@@ -1,11 +1,18 @@
 """Differentially private release with OpenDP, and the output rules as post-processing.
 
 Every released number comes from an OpenDP measurement calibrated (by binary search) so that
-its privacy map at the query's contribution bound is at most its share of ε; the shares sum
-to at most the ε charged. Counts and sums use the discrete Laplace mechanism on the vector of
-all groups at once (the groups are disjoint, so one pupil moves the vector by at most the
-bound in L1); real values are counted in integer units, so no floating-point noise is used.
-Medians and quantiles use OpenDP's exponential-mechanism quantile over catalogue candidates.
+its privacy map at the query's sensitivity is at most its share of ε; the shares sum to at
+most the ε charged. Counts and sums use the discrete Laplace mechanism on the vector of all
+groups at once (the groups are disjoint, so one pupil moves the vector by at most
+``sensitivity()`` in L1); real values are counted in integer units, so no floating-point
+noise is used. Medians and quantiles use OpenDP's exponential-mechanism quantile over
+catalogue candidates, one per group, each calibrated at the contribution bound in symmetric
+distance: its privacy map is linear in the distance, so a pupil whose ``k_g`` rows fall in
+group ``g`` (``Σ k_g ≤ bound``) loses at most ``Σ (k_g / bound) · share ≤ share``.
+
+``gather()`` is the one place the sandbox's rows become the vectors fed to OpenDP;
+``sensitivity()`` the one place their calibration comes from. The neighbour harness
+(``tests/property/test_neighbours.py``) checks the first against the second on random data.
 """
 
 from __future__ import annotations
@@ -17,16 +24,26 @@ from functools import lru_cache
 import numpy as np
 import opendp.prelude as dp
 
+from policies.epsilon import format_epsilon
 from safesetting.engine.compile import CompiledQuery
 from safesetting.engine.plan import Aggregate, QueryPlan
+from safesetting.errors import SafeSettingError, UsageError
 
 dp.enable_features("contrib")
 
 ALPHA = 0.05  # error bounds are 95 % half-widths
 MICRO = 1_000_000
 MAX_QUANTILE_CANDIDATES = 201
+TRUE_LIMIT = 2**62  # true sums are held within ±2^62 (1-Lipschitz: sensitivity unchanged)
+QUANTILE_MARGIN = 1e-9  # relative: covers float rounding when per-group losses are summed
 
 _COUNT_SPACE = (dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64"))
+
+Part = tuple[int, str]  # (aggregate index, "value" | "count" | "values")
+
+
+class PrivacyError(SafeSettingError):
+    """A measurement's privacy map exceeds its share of ε: never released (an incident)."""
 
 
 def mechanism_count(plan: QueryPlan) -> int:
@@ -38,6 +55,53 @@ def epsilon_share(plan: QueryPlan, epsilon_micro: int) -> float:
     """Each measurement's ε: an equal split, rounded down to whole micro-ε so shares never
     add up to more than the ε charged."""
     return (epsilon_micro // mechanism_count(plan)) / MICRO
+
+
+def sensitivity(agg: Aggregate, part: str, bound: int, n_groups: int) -> int:
+    """The most one pupil can move this part's group vector: L1 in integer units for the
+    Laplace parts, symmetric distance summed over groups for quantile values.
+
+    ``bound`` is the contribution bound (rows per pupil after joins, filters and
+    truncation); each row falls in one group.
+
+    >>> from safesetting.engine.plan import Aggregate
+    >>> sensitivity(Aggregate("sum", "s", None, 80, 120), "value", 3, 10)
+    360
+    >>> sensitivity(Aggregate("count_distinct", "n"), "value", 20, 3)
+    3
+    """
+    if agg.func == "count_distinct":
+        return max(1, min(bound, n_groups))
+    if agg.func == "count" or part in ("count", "values"):
+        return bound
+    units = max(abs(agg.lower), abs(agg.upper)) / agg.resolution
+    return bound * max(1, math.ceil(units))
+
+
+def gather(plan: QueryPlan, compiled: CompiledQuery, true_rows: list[tuple]) -> dict[Part, list]:
+    """The sandbox's rows as one vector per part over the full public domain, empty groups
+    as zeros; rows whose key is outside the domain (a NULL key, say) are dropped. Quantile
+    parts hold each group's list of (non-NULL) values."""
+    groups = plan.groups()
+    index = {g: i for i, g in enumerate(groups)}
+    n, k = len(groups), compiled.key_count
+    vectors: dict[Part, list] = {
+        part: [0] * n if part[1] != "values" else [[] for _ in range(n)]
+        for part in compiled.agg_columns
+    }
+    for row in true_rows:
+        i = index.get(tuple(row[:k]))
+        if i is None:
+            continue  # a value outside the public domain: never released
+        for j, part in enumerate(compiled.agg_columns):
+            value = row[k + j]
+            if value is None:
+                continue
+            if part[1] == "values":
+                vectors[part][i] = [float(v) for v in value if v is not None]
+            else:
+                vectors[part][i] = max(-TRUE_LIMIT, min(TRUE_LIMIT, int(value)))
+    return vectors
 
 
 @lru_cache(maxsize=4096)
@@ -53,19 +117,16 @@ def _laplace(values: np.ndarray, d_in: int, epsilon: float) -> tuple[np.ndarray,
     """Noisy integer vector, its 95 % half-width and the scale."""
     scale = _laplace_scale(d_in, epsilon)
     meas = dp.m.make_laplace(*_COUNT_SPACE, scale=scale)
-    assert meas.map(d_in) <= epsilon  # the calibration guarantee, checked on every release
+    check_map(meas.map(d_in), epsilon)
     noisy = np.asarray(meas(values.astype(np.int64)), dtype=np.int64)
     return noisy, _round_up(dp.discrete_laplacian_scale_to_accuracy(scale, ALPHA)), scale
 
 
-def _sensitivity(agg: Aggregate, bound: int, n_groups: int) -> int:
-    """The most one pupil can move this aggregate's group vector, in L1 (integer units)."""
-    if agg.func == "count_distinct":
-        return max(1, min(bound, n_groups))
-    if agg.func == "count":
-        return bound
-    units = max(abs(agg.lower), abs(agg.upper)) / agg.resolution
-    return bound * max(1, math.ceil(units))
+def check_map(loss: float, epsilon: float) -> None:
+    """The calibration guarantee, checked on every release (a real check, not an assert:
+    it must hold under ``python -O`` too)."""
+    if not loss <= epsilon:
+        raise PrivacyError("a measurement's privacy loss exceeds its share of epsilon")
 
 
 def _candidates(agg: Aggregate) -> list[float]:
@@ -87,8 +148,11 @@ def _quantile_meas(cands: tuple[float, ...], q: float, d_in: int, epsilon: float
             dom, met, dp.max_divergence(), candidates=list(cands), alpha=q, scale=s
         )
 
-    scale = dp.binary_search_param(make, d_in=d_in, d_out=epsilon)
-    return make(scale), float(scale)
+    target = epsilon * (1 - QUANTILE_MARGIN)
+    scale = dp.binary_search_param(make, d_in=d_in, d_out=target)
+    meas = make(scale)
+    check_map(meas.map(d_in), target)
+    return meas, float(scale)
 
 
 def quantile_rank_error(scale: float, n_candidates: int) -> int:
@@ -125,28 +189,45 @@ class Expected:
 
 
 def expected_errors(plan: QueryPlan, compiled: CompiledQuery, epsilon_micro: int) -> list[Expected]:
-    """Per-aggregate error at this ε and contribution bound (data-independent)."""
+    """Per-aggregate error at this ε and contribution bound (data-independent).
+
+    Calibrates every measurement the release will use, so an ε too small to calibrate is
+    unusable input here, before anything is charged.
+    """
+    n_measures = mechanism_count(plan)
+    if epsilon_micro // n_measures < 1:
+        raise UsageError(
+            f"epsilon {format_epsilon(epsilon_micro)} is too small: this query makes "
+            f"{n_measures} measurements, each needing at least 0.000001 "
+            f"(ask for at least {format_epsilon(n_measures)})"
+        )
     eps = epsilon_share(plan, epsilon_micro)
     n_groups = len(plan.groups())
+    bound = compiled.bound.rows
     out = []
-    for agg in plan.aggregates:
-        d_in = _sensitivity(agg, compiled.bound.rows, n_groups)
-        if agg.func == "quantile":
-            _m, scale = _quantile_meas(
-                tuple(_candidates(agg)), agg.quantile or 0.5, compiled.bound.rows, eps
+    try:
+        for agg in plan.aggregates:
+            if agg.func == "quantile":
+                _m, scale = _quantile_meas(tuple(_candidates(agg)), agg.quantile or 0.5, bound, eps)
+                out.append(Expected(agg.label, "exponential (quantile)", scale, None))
+                continue
+            scale = _laplace_scale(sensitivity(agg, "value", bound, n_groups), eps)
+            if agg.func == "avg":
+                _laplace_scale(sensitivity(agg, "count", bound, n_groups), eps)
+            half = dp.discrete_laplacian_scale_to_accuracy(scale, ALPHA) * agg.resolution
+            out.append(
+                Expected(
+                    agg.label,
+                    "discrete Laplace",
+                    scale * agg.resolution,
+                    None if agg.func == "avg" else float(half),
+                )
             )
-            out.append(Expected(agg.label, "exponential (quantile)", scale, None))
-            continue
-        scale = _laplace_scale(d_in, eps)
-        half = dp.discrete_laplacian_scale_to_accuracy(scale, ALPHA) * agg.resolution
-        out.append(
-            Expected(
-                agg.label,
-                "discrete Laplace",
-                scale * agg.resolution,
-                None if agg.func == "avg" else float(half),
-            )
-        )
+    except dp.OpenDPException:
+        raise UsageError(
+            f"epsilon {format_epsilon(epsilon_micro)} is too small to calibrate this query's "
+            "noise: ask for more"
+        ) from None
     return out
 
 
@@ -160,36 +241,21 @@ def release(
     """Add OpenDP noise to the true aggregates and apply the output rules.
 
     ``true_rows`` are the sandbox's rows; they are read here and dropped, never returned.
+    Suppression is decided on the *noisy* counts only (post-processing).
     """
     groups = plan.groups()
-    index = {g: i for i, g in enumerate(groups)}
     n = len(groups)
-    k = compiled.key_count
+    bound = compiled.bound.rows
     eps = epsilon_share(plan, epsilon_micro)
-    # Gather the true vectors over the full public domain (absent groups are zeros).
-    vectors: dict[tuple[int, str], list] = {
-        part: [0] * n if part[1] != "values" else [[] for _ in range(n)]
-        for part in compiled.agg_columns
-    }
-    for row in true_rows:
-        i = index.get(tuple(row[:k]))
-        if i is None:
-            continue  # a value outside the public domain (e.g. NULL key): never released
-        for j, part in enumerate(compiled.agg_columns):
-            value = row[k + j]
-            if value is not None:
-                vectors[part][i] = value
+    vectors = gather(plan, compiled, true_rows)
     values: dict[int, list[float | None]] = {}
     errors: dict[int, list[float | None]] = {}
     counts_for_rule: list[float] | None = None
     notes: list[str] = []
     for a, agg in enumerate(plan.aggregates):
-        d_in = _sensitivity(agg, compiled.bound.rows, n)
         if agg.func == "quantile":
             cands = _candidates(agg)
-            meas, scale = _quantile_meas(
-                tuple(cands), agg.quantile or 0.5, compiled.bound.rows, eps
-            )
+            meas, scale = _quantile_meas(tuple(cands), agg.quantile or 0.5, bound, eps)
             values[a] = [float(meas(np.asarray(v, dtype=float))) for v in vectors[(a, "values")]]
             errors[a] = [None] * n
             notes.append(
@@ -199,6 +265,7 @@ def release(
                 "(a rank bound: the value error depends on the data, so none is shown)"
             )
             continue
+        d_in = sensitivity(agg, "value", bound, n)
         noisy, half, _ = _laplace(np.asarray(vectors[(a, "value")], dtype=np.int64), d_in, eps)
         if agg.func in ("count", "count_distinct"):
             vals = [max(0, int(x)) for x in noisy]
@@ -210,7 +277,9 @@ def release(
             errors[a] = [_round_up(half * agg.resolution)] * n
         else:  # avg = noisy sum / noisy count
             c_noisy, c_half, _ = _laplace(
-                np.asarray(vectors[(a, "count")], dtype=np.int64), compiled.bound.rows, eps
+                np.asarray(vectors[(a, "count")], dtype=np.int64),
+                sensitivity(agg, "count", bound, n),
+                eps,
             )
             vals, errs = [], []
             for s, c in zip(noisy, c_noisy, strict=True):
@@ -222,10 +291,17 @@ def release(
             values[a], errors[a] = vals, errs
             if counts_for_rule is None:
                 counts_for_rule = [float(max(0, c)) for c in c_noisy]
+    del vectors  # the true values end here
+    return _output(plan, values, errors, counts_for_rule, min_cell_count, bound, notes)
+
+
+def _output(plan, values, errors, counts_for_rule, min_cell_count, bound, notes) -> Released:
+    """The output rules: every group of the domain, noisy counts under ``min_cell_count``
+    suppressed (shown as ``null``), keys then aggregates in SELECT order."""
     suppressed = 0
     rows: list[list[object]] = []
     errs_out: list[list[float | None]] = []
-    for i, group in enumerate(groups):
+    for i, group in enumerate(plan.groups()):
         small = counts_for_rule is not None and counts_for_rule[i] < min_cell_count
         row: list[object] = []
         err_row: list[float | None] = []
@@ -244,7 +320,7 @@ def release(
         errs_out.append(err_row)
     if suppressed:
         notes.append(f"{suppressed} group(s) with a noisy count under {min_cell_count} suppressed")
-    return Released(plan.labels, rows, errs_out, suppressed, compiled.bound.rows, notes)
+    return Released(plan.labels, rows, errs_out, suppressed, bound, notes)
 
 
 def _ratio(

@@ -3,6 +3,11 @@
 Deny by default: only node types, tables, columns and functions named here get through.
 Syntax errors are unusable input (``UsageError``, exit 2); a well-formed query that breaks a
 rule is a refusal with reason codes (exit 3), which the service audits as ``query.denied``.
+
+What is accepted, and why each form is sound, is in ``docs/PRIVACY.md``: joins follow the
+join rule (``joins.py``), every literal has its column's type (``types.py``), aggregate
+arguments have interval bounds (``bounds.py``), and the plan is rebuilt from the accepted
+nodes only, so the engine's SQL means what the researcher wrote.
 """
 
 from __future__ import annotations
@@ -10,14 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
+from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
+from audit.entry import looks_like_identifier
+from safesetting.engine import expressions
+from safesetting.engine.joins import JoinError, attach
 from safesetting.engine.plan import (
-    AGGREGATE,
     COUNT_DISTINCT,
     FILTER,
     GROUP_KEY,
@@ -30,6 +38,7 @@ from safesetting.engine.plan import (
     Refusal,
     TableRef,
 )
+from safesetting.engine.types import LiteralError, typed_literal
 from safesetting.errors import Reason, UsageError
 from synthetic.schema import TABLES, Column, ColumnClass, Table
 
@@ -41,13 +50,9 @@ FILE_FUNCTIONS = {
     "read_csv", "read_csv_auto", "read_parquet", "read_json", "read_json_auto", "read_blob",
     "read_text", "glob", "parquet_scan", "sniff_csv", "query", "query_table",
 }  # fmt: skip
-INTEGER_TYPES = {"TINYINT", "SMALLINT", "INT", "INTEGER", "BIGINT", "HUGEINT"}
-FLOAT_TYPES = {"DOUBLE", "FLOAT", "DECIMAL", "REAL"}
-FLOAT_RESOLUTION = 0.01  # real-valued sums are counted in hundredths (integer noise, exact ε)
-JOINABLE_PUBLIC = {"schools": "urn", "local_authorities": "la_code"}
 MAX_CELLS = 5_000
-MAX_UNITS = 1e9  # the widest clamping range an aggregate may have, in its counting units
 COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+MEMBERSHIP = (exp.EQ, exp.NEQ)
 _FLIP = {exp.EQ: exp.EQ, exp.NEQ: exp.NEQ, exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT,
          exp.LTE: exp.GTE}  # fmt: skip
 
@@ -68,7 +73,7 @@ class Catalogue:
         return None
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """Internal: stop walking one branch; the reason is already recorded."""
 
 
@@ -88,10 +93,11 @@ class _Parser:
     def __init__(self, catalogue: Catalogue) -> None:
         self.cat = catalogue
         self.reasons: list[Reason] = []
-        self.scope: dict[str, Table] = {}  # alias or name -> table
-        self.names: dict[str, str] = {}  # alias -> table name
-        self.using: set[str] = set()
+        self.nodes: dict[str, str] = {}  # canonical alias -> table name
+        self.written: dict[str, str] = {}  # the name a query uses for a node -> canonical
+        self.merged: dict[str, list[set[str]]] = {}  # USING column -> groups of nodes
         self.usage: dict[str, set[str]] = {}
+        self.fine: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------
     def refuse(self, code: str, message: str) -> None:
@@ -112,6 +118,9 @@ class _Parser:
             raise UsageError(f"could not parse the SQL: {_first_line(exc)}") from None
         except RecursionError:
             raise UsageError("the query is nested too deeply") from None
+        except (SqlglotError, ValueError, TypeError, KeyError, IndexError):
+            # sqlglot raises a few other errors on odd input: still unusable input.
+            raise UsageError("could not parse the SQL") from None
         if not statements:
             raise UsageError("the query is empty")
         if len(statements) > 1:
@@ -146,8 +155,8 @@ class _Parser:
         if stmt.args.get("where") is not None:
             try:
                 where = self.condition(stmt.args["where"].this)
-                pinned = self.pinned_years(where)
-            except _Refused:
+                pinned = pinned_years(where)
+            except Refused:
                 where = None
         keys = self.group_by(stmt)
         aggregates, output = self.projections(stmt, keys)
@@ -162,6 +171,7 @@ class _Parser:
             output=tuple(output),
             usage={k: frozenset(v) for k, v in self.usage.items()},
             pinned_years=pinned,
+            fine=frozenset(self.fine),
         )
         if keys and plan.n_cells > self.cat.max_cells:
             self.refuse(
@@ -222,15 +232,28 @@ class _Parser:
         if name not in self.cat.tables:
             self.refuse("unknown_table", f"there is no table {name!r}; see `data catalogue`")
             return None
-        if name in self.names.values():
-            self.refuse("unsupported_join", f"table {name} may appear only once")
+        alias = node.alias or ""
+        if isinstance(node.args.get("alias"), exp.TableAlias) and node.args["alias"].columns:
+            self.refuse("unsupported_join", "column aliases on a table are not supported")
             return None
-        alias = node.alias or name
-        self.scope[alias] = self.cat.tables[name]
-        self.scope[name] = self.cat.tables[name]
-        self.names[alias] = name
-        self.names[name] = name
-        return TableRef(name, name)
+        if alias and alias != name and alias in self.cat.tables:
+            self.refuse(
+                "unsupported_join",
+                f"the alias {alias} shadows the table {alias}: choose another alias",
+            )
+            return None
+        written = alias or name
+        if written in self.written:
+            self.refuse(
+                "unsupported_join",
+                f"{written} appears twice in FROM: give each copy of a table its own alias",
+            )
+            return None
+        copies = sum(1 for t in self.nodes.values() if t == name)
+        canonical = name if copies == 0 else f"{name}_{copies + 1}"
+        self.nodes[canonical] = name
+        self.written[written] = canonical
+        return TableRef(name, canonical)
 
     def from_clause(self, stmt: exp.Select) -> tuple[TableRef | None, list[Join]]:
         frm = stmt.args.get("from_") or stmt.args.get("from")
@@ -241,8 +264,9 @@ class _Parser:
         joins: list[Join] = []
         for node in stmt.args.get("joins") or []:
             join = self.join(node)
-            if join is not None:
-                joins.append(join)
+            if join is None:
+                return None, joins  # later joins could not be checked against this one
+            joins.append(join)
         if base is not None and not self.cat.tables[base.name].private:
             self.refuse("unknown_table", "query a pupil table (public tables only join to one)")
         return base, joins
@@ -255,65 +279,80 @@ class _Parser:
             ) or ", ".join(sorted(extra))
             self.refuse("unsupported_join", f"only inner joins are supported, not {kind} JOIN")
             return None
-        in_scope = dict(self.names)
+        joined = set(self.nodes)
         right = self.table_ref(node.this)
         if right is None:
             return None
-        rtable = self.cat.tables[right.name]
         pairs: list[tuple[ColumnRef, ColumnRef]] = []
         using = node.args.get("using")
-        if using:
-            for ident in using:
-                col = ident.name
-                left = self._find_in(col, in_scope)
-                if left is None or col not in rtable.column_names:
-                    self.refuse("unknown_column", f"USING ({col}) needs the column on both sides")
-                    return None
-                pairs.append((left, ColumnRef(right.name, col)))
-                self.using.add(col)
-        elif node.args.get("on") is not None:
-            for cond in conjuncts(node.args["on"]):
-                if not (isinstance(cond, exp.EQ) and _both_columns(cond)):
-                    self.refuse("unsupported_join", "join conditions must be column = column")
-                    return None
-                a, b = (self.column(c) for c in (cond.this, cond.expression))
-                if a is None or b is None:
-                    return None
-                pairs.append((a, b) if b.table == right.name else (b, a))
-        else:
-            self.refuse("unsupported_join", "a join needs USING (...) or ON a = b")
+        try:
+            if using:
+                pairs = [self.using_pair(ident.name, right, joined) for ident in using]
+            elif node.args.get("on") is not None:
+                for cond in conjuncts(node.args["on"]):
+                    if not (isinstance(cond, exp.EQ) and _both_columns(cond)):
+                        self.refuse("unsupported_join", "join conditions must be column = column")
+                        return None
+                    a, b = (self.column(c) for c in (cond.this, cond.expression))
+                    if a is None or b is None:
+                        return None
+                    pairs.append((a, b))
+            join = attach(right, pairs, joined)
+        except Refused:
             return None
-        for a, b in pairs:
-            self.check_join_pair(a, b, right.name)
-        return Join(right, tuple(pairs))
+        except JoinError as exc:
+            self.refuse("unsupported_join", exc.message)
+            return None
+        for a, b in join.on:
+            self.use(a, JOIN_KEY)
+            self.use(b, JOIN_KEY)
+        return join
 
-    def check_join_pair(self, a: ColumnRef, b: ColumnRef, right: str) -> None:
-        ta, tb = self.cat.tables[a.table], self.cat.tables[b.table]
-        if a.column != b.column or b.table != right:
-            self.refuse("unsupported_join", f"cannot join {a.qualified} to {b.qualified}")
-            return
-        if ta.private and tb.private:
-            if a.column not in ("pupil_id", "academic_year"):
-                self.refuse("unsupported_join", "pupil tables join on pupil_id (and academic_year)")
-        elif JOINABLE_PUBLIC.get(tb.name) != b.column and JOINABLE_PUBLIC.get(ta.name) != a.column:
+    def using_pair(self, col: str, right: TableRef, joined: set[str]) -> tuple[ColumnRef, ...]:
+        """``USING (col)``: the joined node holding ``col`` (one, or one merged group, as in
+        DuckDB) and the new node's column; then the new node joins that group."""
+        owners = [a for a in self.nodes if a in joined and col in self.cat.tables[self.nodes[a]]
+                  .column_names]  # fmt: skip
+        if not owners or col not in self.cat.tables[right.name].column_names:
+            self.refuse("unknown_column", f"USING ({col}) needs the column on both sides")
+            raise Refused
+        group = self._merged_group(col, owners)
+        if group is None:
             self.refuse(
-                "unsupported_join",
-                f"public tables join only on their key ({', '.join(JOINABLE_PUBLIC.values())})",
+                "ambiguous_column",
+                f"USING ({col}) could mean {' or '.join(f'{o}.{col}' for o in owners)}: "
+                "join with ON and name the columns",
             )
-        for ref in (a, b):
-            self.use(ref, JOIN_KEY)
+            raise Refused
+        group.add(right.alias)
+        left = owners[0]
+        return ColumnRef(self.nodes[left], col, left), ColumnRef(right.name, col, right.alias)
 
-    def _find_in(self, col: str, names: dict[str, str]) -> ColumnRef | None:
-        for name in dict.fromkeys(names.values()):
-            if col in self.cat.tables[name].column_names:
-                return ColumnRef(name, col)
+    def _merged_group(self, col: str, owners: list[str]) -> set[str] | None:
+        groups = self.merged.setdefault(col, [])
+        if len(owners) == 1:
+            for group in groups:
+                if owners[0] in group:
+                    return group
+            groups.append({owners[0]})
+            return groups[-1]
+        for group in groups:
+            if set(owners) <= group:
+                return group
         return None
 
     def sweep_identifiers(self, stmt: exp.Select) -> None:
-        """Refuse a direct identifier wherever it hides (inside functions, CASE, casts …).
+        """Refuse a direct identifier wherever it hides (inside functions, CASE, casts …),
+        and any text shaped like a UPN or a postcode (the audit log may not hold one).
 
-        The only places one may appear are join conditions and COUNT(DISTINCT pupil_id).
+        The only places ``pupil_id`` may appear are join conditions and COUNT(DISTINCT).
         """
+        for literal in stmt.find_all(exp.Literal):
+            if literal.is_string and looks_like_identifier(str(literal.this).upper()):
+                self.refuse(
+                    "direct_identifier",
+                    "a value shaped like a UPN or a postcode cannot be used in a query",
+                )
         for node in stmt.find_all(exp.Column):
             if node.find_ancestor(exp.Join) is not None:
                 continue
@@ -321,9 +360,9 @@ class _Parser:
             if distinct is not None and isinstance(distinct.parent, exp.Count):
                 continue
             owners = [
-                t for alias, t in self.names.items()
-                if (not node.table or node.table == alias)
-                and node.name in self.cat.tables[t].column_names
+                t for written, alias in self.written.items()
+                if (not node.table or node.table == written)
+                and node.name in self.cat.tables[t := self.nodes[alias]].column_names
             ]  # fmt: skip
             for table in dict.fromkeys(owners):
                 col = self.cat.tables[table].column(node.name)
@@ -341,24 +380,27 @@ class _Parser:
             self.refuse("unknown_column", f"{node.sql()} is not a column of a table in FROM")
             return None
         if qualifier:
-            if qualifier not in self.names:
-                self.refuse("unknown_column", f"{qualifier}.{col}: no table {qualifier} in FROM")
+            alias = self.written.get(qualifier)
+            if alias is None:
+                aliased = [w for w, a in self.written.items() if self.nodes[a] == qualifier]
+                hint = f" (it is called {aliased[0]} here)" if aliased else ""
+                self.refuse(
+                    "unknown_column", f"{qualifier}.{col}: no table {qualifier} in FROM{hint}"
+                )
                 return None
-            table = self.names[qualifier]
+            table = self.nodes[alias]
             if col not in self.cat.tables[table].column_names:
                 self.refuse("unknown_column", f"table {table} has no column {col}")
                 return None
-            return ColumnRef(table, col)
-        owners = [
-            n for n in dict.fromkeys(self.names.values()) if col in self.cat.tables[n].column_names
-        ]
+            return ColumnRef(table, col, alias)
+        owners = [a for a, t in self.nodes.items() if col in self.cat.tables[t].column_names]
         if not owners:
             self.refuse("unknown_column", f"no table in FROM has a column {col!r}")
             return None
-        if len(owners) > 1 and col not in self.using:
+        if len(owners) > 1 and not any(set(owners) <= g for g in self.merged.get(col, [])):
             self.refuse("ambiguous_column", f"{col} is in {', '.join(owners)}: qualify it")
             return None
-        return ColumnRef(owners[0], col)
+        return ColumnRef(self.nodes[owners[0]], col, owners[0])
 
     def declared(self, ref: ColumnRef) -> Column:
         return self.cat.tables[ref.table].column(ref.column)
@@ -378,19 +420,23 @@ class _Parser:
 
     # -- WHERE -----------------------------------------------------------------------------
     def condition(self, node: exp.Expression) -> exp.Expression:
-        """Rebuild a filter from allowed nodes only, with table-qualified columns."""
+        """Rebuild a filter from allowed nodes only, with node-qualified columns and typed
+        literals; operands of AND, OR and NOT keep their grouping (brackets)."""
         if isinstance(node, exp.Paren):
             return exp.Paren(this=self.condition(node.this))
         if isinstance(node, exp.And | exp.Or):
             cls = type(node)
-            return cls(this=self.condition(node.this), expression=self.condition(node.expression))
+            return cls(
+                this=_grouped(self.condition(node.this)),
+                expression=_grouped(self.condition(node.expression)),
+            )
         if isinstance(node, exp.Not):
-            return exp.Not(this=self.condition(node.this))
+            return exp.Not(this=_grouped(self.condition(node.this)))
         if isinstance(node, exp.Column):
             ref = self.filter_column(node)
             if self.declared(ref).dtype != "BOOLEAN":
-                self.refuse("unsupported_expression", f"{ref.qualified} is not a yes/no column")
-                raise _Refused
+                self.refuse("type_mismatch", f"{ref.qualified} is not a yes/no column")
+                raise Refused
             return _qualified(ref)
         if isinstance(node, COMPARISONS):
             col, lit, flipped = _column_and_literal(node)
@@ -398,70 +444,61 @@ class _Parser:
                 self.refuse(
                     "unsupported_expression", f"compare a column with a value: {node.sql()}"
                 )
-                raise _Refused
-            ref = self.filter_column(col)
+                raise Refused
             op = _FLIP[type(node)] if flipped else type(node)  # canonical: column op value
-            return op(this=_qualified(ref), expression=self.literal(lit))
+            ref = self.filter_column(col, coarse=op in MEMBERSHIP)
+            return op(this=_qualified(ref), expression=self.typed(ref, lit, op in MEMBERSHIP))
         if isinstance(node, exp.In):
             if not isinstance(node.this, exp.Column) or node.args.get("query"):
                 self.refuse("unsupported_expression", "IN needs a column and a list of values")
-                raise _Refused
+                raise Refused
             ref = self.filter_column(node.this)
-            values = [self.literal(v) for v in node.expressions]
+            values = [self.typed(ref, v, True) for v in node.expressions]
             return exp.In(this=_qualified(ref), expressions=values)
         if isinstance(node, exp.Between):
             if not isinstance(node.this, exp.Column):
                 self.refuse("unsupported_expression", "BETWEEN needs a column")
-                raise _Refused
-            ref = self.filter_column(node.this)
-            return exp.Between(
-                this=_qualified(ref),
-                low=self.literal(node.args["low"]),
-                high=self.literal(node.args["high"]),
-            )
+                raise Refused
+            if node.args.get("symmetric"):  # not DuckDB SQL: never silently rebuilt as BETWEEN
+                self.refuse(
+                    "unsupported_expression",
+                    "BETWEEN SYMMETRIC is not supported: write BETWEEN low AND high",
+                )
+                raise Refused
+            ref = self.filter_column(node.this, coarse=False)
+            low, high = (self.typed(ref, node.args[k], False) for k in ("low", "high"))
+            return exp.Between(this=_qualified(ref), low=low, high=high)
         if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
             if not isinstance(node.this, exp.Column):
                 self.refuse("unsupported_expression", "IS NULL needs a column")
-                raise _Refused
+                raise Refused
             ref = self.filter_column(node.this)
             return exp.Is(this=_qualified(ref), expression=exp.Null())
         if isinstance(node, exp.Boolean):
             return exp.Boolean(this=bool(node.this))
         self.refuse("unsupported_expression", f"{node.key.upper()} is not allowed in a filter")
-        raise _Refused
+        raise Refused
 
-    def filter_column(self, node: exp.Column) -> ColumnRef:
+    def filter_column(self, node: exp.Column, coarse: bool = True) -> ColumnRef:
+        """A column in a filter; ``coarse`` is False for range comparisons (``<``,
+        ``BETWEEN``), which the policy refuses on quasi-identifiers."""
         ref = self.column(node)
         if ref is None or not self.check_identifier(ref, FILTER):
-            raise _Refused
+            raise Refused
         self.use(ref, FILTER)
+        if not coarse:
+            self.fine.add(ref.qualified)
         return ref
 
-    def literal(self, node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
-            if node.this.is_string:
-                self.refuse("unsupported_expression", "cannot negate text")
-                raise _Refused
-            return exp.Neg(this=exp.Literal.number(node.this.this))
-        if isinstance(node, exp.Literal):
-            if node.is_string:
-                return exp.Literal.string(node.this)
-            return exp.Literal.number(node.this)
-        if isinstance(node, exp.Boolean):
-            return exp.Boolean(this=bool(node.this))
-        if isinstance(node, exp.Null):
-            return exp.Null()
-        self.refuse("unsupported_expression", f"expected a value, got {node.sql()}")
-        raise _Refused
-
-    def pinned_years(self, where: exp.Expression) -> frozenset[str]:
-        """Tables whose academic_year is fixed to one value by a top-level AND conjunct."""
-        pinned: set[str] = set()
-        for cond in conjuncts(where):
-            column = cond.this if isinstance(cond, exp.EQ) else None
-            if isinstance(column, exp.Column) and column.name == "academic_year":
-                pinned.add(column.table)
-        return frozenset(pinned)
+    def typed(self, ref: ColumnRef, node: exp.Expression, membership: bool) -> exp.Expression:
+        col = self.declared(ref)
+        try:
+            return typed_literal(
+                ref.qualified, col, self.cat.domain(col), node, membership=membership
+            )
+        except LiteralError as exc:
+            self.refuse(exc.code, exc.message)
+            raise Refused from None
 
     # -- GROUP BY and SELECT ---------------------------------------------------------------
     def group_by(self, stmt: exp.Select) -> list[GroupKey]:
@@ -479,7 +516,7 @@ class _Parser:
         for item in group.expressions:
             node = item
             if isinstance(item, exp.Literal) and not item.is_string:
-                index = int(item.this) - 1
+                index = _position(item.this) - 1
                 if not 0 <= index < len(stmt.expressions):
                     self.refuse("unknown_column", f"GROUP BY {item.this}: no such output column")
                     continue
@@ -503,6 +540,8 @@ class _Parser:
                     f"{ref.qualified} has no public list of values, so it cannot be grouped",
                 )
                 continue
+            if any(k.column == ref for k in keys):
+                continue  # GROUP BY a, a groups by a
             self.use(ref, GROUP_KEY)
             keys.append(GroupKey(ref, ref.column, domain))
         return keys
@@ -533,8 +572,8 @@ class _Parser:
             if isinstance(node, exp.Star):
                 continue  # already refused as select_star
             try:
-                agg = self.aggregate(node, alias, len(aggregates))
-            except _Refused:
+                agg = expressions.aggregate(self, node, alias, len(aggregates))
+            except Refused:
                 continue
             output.append(("agg", len(aggregates)))
             aggregates.append(agg)
@@ -543,165 +582,40 @@ class _Parser:
                 output.insert(keys.index(key), ("key", keys.index(key)))
         return aggregates, output
 
-    def aggregate(self, node: exp.Expression, alias: str | None, n: int) -> Aggregate:
-        label = alias or _default_label(node, n)
-        if isinstance(node, exp.Count):
-            inner = node.this
-            if isinstance(inner, exp.Star):
-                return Aggregate("count", label)
-            if isinstance(inner, exp.Distinct):
-                cols = inner.expressions
-                if len(cols) == 1 and isinstance(cols[0], exp.Column):
-                    ref = self.column(cols[0])
-                    if ref is not None and ref.column == "pupil_id":
-                        self.use(ref, COUNT_DISTINCT)
-                        return Aggregate("count_distinct", label, arg=_qualified(ref))
-                self.refuse("unsupported_aggregate", "COUNT(DISTINCT ...) works on pupil_id only")
-                raise _Refused
-            if isinstance(inner, exp.Column):
-                ref = self.column(inner)
-                if ref is None or not self.check_identifier(ref, AGGREGATE):
-                    raise _Refused
-                self.use(ref, AGGREGATE)
-                return Aggregate("count", label, arg=_qualified(ref))
-            self.refuse("unsupported_aggregate", f"cannot count {inner.sql()}")
-            raise _Refused
-        if isinstance(node, exp.Sum | exp.Avg | exp.Median | exp.PercentileCont):
-            func = {exp.Sum: "sum", exp.Avg: "avg"}.get(type(node), "quantile")
-            if isinstance(node, exp.Sum | exp.Avg) and isinstance(node.this, exp.Distinct):
-                self.refuse("unsupported_aggregate", "DISTINCT inside SUM/AVG is not supported")
-                raise _Refused
-            arg, lower, upper, is_int = self.bounded(node.this)
-            q = None
-            if isinstance(node, exp.Median):
-                q = 0.5
-            elif isinstance(node, exp.PercentileCont):
-                q = float(self.number(node.expression))
-                if not 0.0 < q < 1.0:
-                    self.refuse("unsupported_aggregate", "a quantile must be between 0 and 1")
-                    raise _Refused
-            resolution = 1.0 if is_int else FLOAT_RESOLUTION
-            if max(abs(lower), abs(upper)) / resolution > MAX_UNITS:
-                self.refuse(
-                    "unbounded_argument",
-                    f"{node.sql()} can range too widely for a useful answer",
-                )
-                raise _Refused
-            return Aggregate(func, label, arg, float(lower), float(upper), resolution, q)
-        if isinstance(node, exp.AggFunc):
-            name = node.key.upper()
-            self.refuse(
-                "unsupported_aggregate",
-                f"{name} is not supported; use COUNT, SUM, AVG, MEDIAN or QUANTILE_CONT",
-            )
-            raise _Refused
-        if any(isinstance(n, exp.AggFunc) for n in node.walk()):
-            self.refuse(
-                "unsupported_expression",
-                "arithmetic on aggregates is not supported; compute it from the released table",
-            )
-        else:
-            self.refuse("bare_column", f"{node.sql()} is not an aggregate")
-        raise _Refused
 
-    def number(self, node: exp.Expression | None) -> float:
-        if isinstance(node, exp.Literal) and not node.is_string:
-            return float(node.this)
-        if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
-            return -float(node.this.this)
-        self.refuse("unsupported_expression", "expected a number")
-        raise _Refused
-
-    def bounded(self, node: exp.Expression) -> tuple[exp.Expression, float, float, bool]:
-        """An aggregate argument whose bounds follow from the catalogue: (expr, lo, hi, int?)."""
-        if isinstance(node, exp.Paren):
-            return self.bounded(node.this)
-        if isinstance(node, exp.Column):
-            ref = self.column(node)
-            if ref is None or not self.check_identifier(ref, AGGREGATE):
-                raise _Refused
-            col = self.declared(ref)
-            if col.bounds is None:
-                hint = " (use CAST(col AS INTEGER))" if col.dtype == "BOOLEAN" else ""
-                self.refuse("unbounded_argument", f"{ref.qualified} has no declared bounds{hint}")
-                raise _Refused
-            self.use(ref, AGGREGATE)
-            lo, hi = col.bounds
-            return _qualified(ref), lo, hi, col.dtype in INTEGER_TYPES
-        if isinstance(node, exp.Literal | exp.Neg):
-            v = self.number(node)
-            return exp.Literal.number(v if not v.is_integer() else int(v)), v, v, v.is_integer()
-        if isinstance(node, exp.Cast):
-            target = node.to.this.name if hasattr(node.to.this, "name") else str(node.to.this)
-            target = target.upper()
-            if target not in INTEGER_TYPES | FLOAT_TYPES:
-                self.refuse("unsupported_expression", f"cannot cast to {target}")
-                raise _Refused
-            inner = node.this
-            if isinstance(inner, exp.Column):
-                ref = self.column(inner)
-                if ref is None or not self.check_identifier(ref, AGGREGATE):
-                    raise _Refused
-                col = self.declared(ref)
-                if col.dtype == "BOOLEAN":
-                    self.use(ref, AGGREGATE)
-                    return (
-                        exp.Cast(this=_qualified(ref), to=exp.DataType.build("INTEGER")),
-                        0,
-                        1,
-                        True,
-                    )
-            expr, lo, hi, is_int = self.bounded(inner)
-            as_int = target in INTEGER_TYPES
-            if as_int and not is_int:
-                expr = exp.Cast(this=exp.func("round", expr), to=exp.DataType.build("BIGINT"))
-            return expr, lo, hi, is_int or as_int
-        if isinstance(node, exp.Case):
-            if node.this is not None:
-                self.refuse("unsupported_expression", "use CASE WHEN condition THEN value END")
-                raise _Refused
-            ifs, values = [], []
-            for branch in node.args.get("ifs") or []:
-                cond = self.condition(branch.this)
-                value = self.number(branch.args["true"])
-                values.append(value)
-                ifs.append(exp.If(this=cond, true=exp.Literal.number(_num(value))))
-            default = node.args.get("default")
-            dvalue = self.number(default) if default is not None else 0.0
-            values.append(dvalue)
-            expr = exp.Case(ifs=ifs, default=exp.Literal.number(_num(dvalue)))
-            return expr, min(values), max(values), all(float(v).is_integer() for v in values)
-        if isinstance(node, exp.Add | exp.Sub):
-            a, alo, ahi, ai = self.bounded(node.this)
-            b, blo, bhi, bi = self.bounded(node.expression)
-            if isinstance(node, exp.Add):
-                return exp.Add(this=a, expression=b), alo + blo, ahi + bhi, ai and bi
-            return exp.Sub(this=a, expression=b), alo - bhi, ahi - blo, ai and bi
-        if isinstance(node, exp.Mul):
-            for left, right in ((node.this, node.expression), (node.expression, node.this)):
-                if isinstance(right, exp.Literal | exp.Neg):
-                    k = self.number(right)
-                    a, lo, hi, is_int = self.bounded(left)
-                    lo, hi = sorted((lo * k, hi * k))
-                    return (
-                        exp.Mul(this=a, expression=exp.Literal.number(_num(k))),
-                        lo,
-                        hi,
-                        (is_int and float(k).is_integer()),
-                    )
-        self.refuse(
-            "unsupported_expression",
-            f"{node.sql()} has no bounds the catalogue can vouch for",
-        )
-        raise _Refused
+def pinned_years(where: exp.Expression) -> frozenset[str]:
+    """Nodes whose academic_year is fixed to one value by a top-level AND conjunct."""
+    pinned: set[str] = set()
+    for cond in conjuncts(where):
+        column = cond.this if isinstance(cond, exp.EQ) else None
+        if isinstance(column, exp.Column) and column.name == "academic_year":
+            pinned.add(column.table)
+    return frozenset(pinned)
 
 
-def _num(v: float) -> int | float:
-    return int(v) if float(v).is_integer() else v
+def _position(text: str) -> int:
+    """A ``GROUP BY`` position: a whole number, else unusable input (audited as invalid)."""
+    try:
+        value = Decimal(str(text))
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if (
+        not value.is_finite()
+        or value != value.to_integral_value()
+        or "." in str(text)
+        or ("e" in str(text).lower())
+    ):
+        raise UsageError(f"GROUP BY {str(text)[:20]}: a position must be a whole number")
+    return int(value)
+
+
+def _grouped(node: exp.Expression) -> exp.Expression:
+    """Keep a compound operand bracketed, so the rebuilt filter means what was written."""
+    return exp.Paren(this=node) if isinstance(node, exp.Connector | exp.Not) else node
 
 
 def _qualified(ref: ColumnRef) -> exp.Column:
-    return exp.column(ref.column, table=ref.table, quoted=True)
+    return exp.column(ref.column, table=ref.node, quoted=True)
 
 
 def conjuncts(node: exp.Expression) -> Iterable[exp.Expression]:
@@ -727,17 +641,6 @@ def _column_and_literal(
     if isinstance(b, exp.Column) and not isinstance(a, exp.Column):
         return b, a, True
     return None, None, False
-
-
-def _default_label(node: exp.Expression, n: int) -> str:
-    if isinstance(node, exp.Count):
-        if isinstance(node.this, exp.Star):
-            return "count_star"
-        if isinstance(node.this, exp.Distinct):
-            return "count_distinct_pupils"
-    cols = [c.name for c in node.find_all(exp.Column)]
-    name = node.key.lower()
-    return f"{name}_{cols[0]}" if cols else f"{name}_{n + 1}"
 
 
 def _first_line(exc: Exception) -> str:

@@ -225,3 +225,17 @@ def test_a_row_with_a_retyped_seq_is_reported(log, key):
         conn.exec_driver_sql("UPDATE audit_entries SET seq = 'x' WHERE seq = 12")
     result = verify(log, key)
     assert result.first_bad_seq == 12
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("actor", "'mallory'"), ("action", "'query.cached'"), ("project", "'p9'")]
+)
+def test_a_filter_column_edited_apart_from_the_hashed_entry_is_named(log, key, column, value):
+    """``audit log --action/--project`` read the table's columns: an intruder who edits only
+    those (the hashed entry untouched) must not hide an entry from an auditor's filter."""
+    with log.begin() as conn:
+        drop_triggers(conn)
+        conn.exec_driver_sql(f"UPDATE audit_entries SET {column} = {value} WHERE seq = 4")  # noqa: S608
+    result = verify(log, key)
+    assert not result.ok
+    assert [(p.seq, p.code) for p in result.problems] == [(4, "column_mismatch")]

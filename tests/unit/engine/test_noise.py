@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from safesetting.engine import noise
 from safesetting.engine.compile import compile_plan
 from safesetting.engine.noise import (
     _laplace_scale,
@@ -17,6 +18,7 @@ from safesetting.engine.noise import (
     release,
 )
 from safesetting.engine.parse import parse_query
+from safesetting.errors import UsageError
 
 SEN = "SELECT sen_provision, COUNT(*) AS n FROM census WHERE academic_year = 2023 GROUP BY 1"
 
@@ -114,3 +116,88 @@ def test_median_comes_from_the_exponential_mechanism():
     values = list(np.clip(np.random.default_rng().normal(104, 6, 5000).round(), 80, 120))
     out = release(plan, compiled, [(values,)], 1_000_000, 0)
     assert 98 <= out.rows[0][0] <= 110
+
+
+# -- calibration: each vector's noise at its own sensitivity, on tables whose bound is > 1 ---
+PINNED = (
+    "SELECT reason, COUNT(*) AS n, COUNT(DISTINCT pupil_id) AS p, SUM(sessions) AS s,"
+    " AVG(sessions) AS a, MEDIAN(sessions) AS m FROM exclusions WHERE academic_year = 2020"
+    " GROUP BY reason"
+)
+
+
+def test_release_calibrates_every_measurement_at_its_sensitivity(monkeypatch):
+    """Bound 6 (six exclusions a year), 16 reasons: COUNT at 6, COUNT DISTINCT at
+    min(6, 16) = 6, SUM and AVG's sum at 6 x 90, AVG's count at 6, MEDIAN at 6."""
+    plan, compiled = prepared(PINNED)
+    assert compiled.bound.rows == 6
+    laplace_calls, quantile_calls = [], []
+    real_laplace, real_quantile = noise._laplace, noise._quantile_meas
+
+    def laplace(values, d_in, eps):
+        laplace_calls.append(d_in)
+        return real_laplace(values, d_in, eps)
+
+    def quantile(cands, q, d_in, eps):
+        quantile_calls.append(d_in)
+        return real_quantile(cands, q, d_in, eps)
+
+    monkeypatch.setattr(noise, "_laplace", laplace)
+    monkeypatch.setattr(noise, "_quantile_meas", quantile)
+    rows = [("PD", 500, 300, 9000, 9000, 500, [3.0] * 500)]
+    noise.release(plan, compiled, rows, 6_000_000, min_cell_count=0)
+    assert laplace_calls == [6, 6, 540, 540, 6]
+    assert quantile_calls == [6]
+
+
+def test_the_privacy_map_is_checked_for_real_not_by_assert(monkeypatch):
+    with pytest.raises(noise.PrivacyError):
+        noise.check_map(1.0000001, 1.0)
+    noise.check_map(1.0, 1.0)
+    plan, compiled = prepared(SEN)
+    monkeypatch.setattr(noise, "_laplace_scale", lambda d_in, eps: 0.01)  # far too little noise
+    with pytest.raises(noise.PrivacyError):
+        noise.release(plan, compiled, [("N", 5)], 1_000_000, min_cell_count=0)
+
+
+def test_quantile_losses_add_up_across_groups_within_the_share():
+    """A pupil whose k_g rows fall in group g (sum of k_g <= bound) loses at most the share:
+    the exponential mechanism's privacy map is linear in the symmetric distance."""
+    meas, _scale = noise._quantile_meas(tuple(float(x) for x in range(91)), 0.5, 6, 0.3)
+    share = 0.3
+    assert meas.map(6) <= share
+    for k in range(1, 7):
+        assert meas.map(k) * 6 / k <= meas.map(6) * (1 + 1e-12)
+    assert sum(meas.map(k) for k in (1, 2, 3)) <= share
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("true_count", [8, 9, 10, 11])
+def test_suppression_follows_the_noisy_count_not_the_true_one(true_count):
+    """Near the threshold the noisy and true counts disagree: a released cell is one whose
+    *noisy* count reached the threshold, so both outcomes occur for each true count."""
+    plan, compiled = prepared(SEN)
+    outcomes = set()
+    for _ in range(200):
+        out = noise.release(plan, compiled, [("N", true_count)], 1_000_000, min_cell_count=10)
+        value = out.rows[0][1]
+        outcomes.add(value is None)
+        assert value is None or value >= 10
+    assert outcomes == {True, False}
+
+
+def test_gather_keeps_the_domain_drops_nulls_and_holds_sums_within_int64():
+    plan, compiled = prepared(
+        "SELECT sen_provision, SUM(nc_year), MEDIAN(nc_year) FROM census GROUP BY 1"
+    )
+    rows = [("N", 2**80, [1, None, 3]), (None, 7, [5]), ("Z", 9, [6])]
+    vectors = noise.gather(plan, compiled, rows)
+    assert vectors[(0, "value")] == [noise.TRUE_LIMIT, 0, 0]
+    assert vectors[(1, "values")] == [[1.0, 3.0], [], []]
+
+
+def test_an_epsilon_too_small_to_share_is_unusable_input():
+    plan, compiled = prepared("SELECT AVG(read_score), MEDIAN(read_score) FROM ks2")
+    with pytest.raises(UsageError, match="at least 0.000003"):
+        noise.expected_errors(plan, compiled, 2)
+    assert len(noise.expected_errors(plan, compiled, 3)) == 2

@@ -318,3 +318,40 @@ def test_column_uses_from_a_plan_usage_map():
     )
     with pytest.raises(ValueError, match="peek"):
         column_uses({"census.la_code": {"peek"}})
+
+
+@pytest.mark.parametrize(
+    ("special", "restricted"),
+    [(True, False), (False, True)],
+    ids=["special-only", "restricted-only"],
+)
+def test_an_organisation_types_special_and_restricted_limits_are_separate(special, restricted):
+    """An organisation type may be allowed special-category columns and not restricted ones
+    (or the other way round): each column class is checked against its own flag."""
+    policy = parse_policy(
+        DEFAULT_POLICY_TOML.replace(
+            "[organisation_types.charity]",
+            "[organisation_types.charity]\n"
+            f"special_category_allowed = {str(special).lower()}\n"
+            f"restricted_allowed = {str(restricted).lower()}",
+            1,
+        )
+    )
+    ethnicity = (ColumnUse("census.ethnicity_major", Use.GROUP_KEY),)
+    nationality = (ColumnUse("census.nationality", Use.GROUP_KEY),)
+    charity = project(org_type="charity")
+    assert codes(policy=policy, project=charity, columns=ethnicity) == (
+        () if special else ("org_type_limit",)
+    )
+    assert codes(policy=policy, project=charity, columns=nationality) == (
+        () if restricted else ("org_type_limit",)
+    )
+
+
+def test_a_range_filter_on_a_quasi_identifier_is_not_coarse():
+    uses = column_uses({"census.urn": {"filter"}, "pupils.sex": {"filter"}}, fine={"census.urn"})
+    assert [(u.column, u.coarse) for u in uses] == [("census.urn", False), ("pupils.sex", True)]
+    both = project(tables=frozenset({"census", "pupils"}))
+    decision = decide(facts(columns=uses, project=both, tables=frozenset({"census", "pupils"})))
+    assert decision.codes == ("quasi_identifier",)
+    assert "census.urn" in decision.reasons[0].message

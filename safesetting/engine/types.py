@@ -1,0 +1,192 @@
+"""Literal typing: every value a filter compares a column with is checked against the
+column's declared type (and, for equality and ``IN``, its public domain) before anything is
+spent.
+
+Why it matters for privacy: DuckDB casts a column to a literal's type *row by row*, so
+``sen_primary_need = 5`` raises only if some row reaches the comparison, and whether one
+does depends on the data. A query whose failure depends on a pupil's record is a yes/no
+oracle. With every literal of the column's own type, the engine's comparisons never cast a
+column (``compile.py`` also writes each numeric literal as ``CAST(literal AS <column
+type>)``, folded once when the SQL is bound), so they cannot raise on any data.
+"""
+
+from __future__ import annotations
+
+import difflib
+from decimal import Decimal, InvalidOperation
+
+from sqlglot import exp
+
+from audit.entry import looks_like_identifier
+from synthetic.schema import Column
+
+INTEGER_RANGES = {
+    "TINYINT": (-(2**7), 2**7 - 1),
+    "SMALLINT": (-(2**15), 2**15 - 1),
+    "INTEGER": (-(2**31), 2**31 - 1),
+    "BIGINT": (-(2**63), 2**63 - 1),
+}
+REAL_TYPES = frozenset({"DOUBLE"})
+MAX_REAL_LITERAL = Decimal(10) ** 15  # a threshold beyond this is a typo, not a question
+MAX_SHOWN = 40  # characters of a literal echoed back in a message
+
+
+class LiteralError(Exception):
+    """A literal that does not fit the column: ``code`` is ``type_mismatch`` or
+    ``value_not_in_domain``; ``message`` names the column, never a value from the data."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def kind_of(col: Column) -> str:
+    """``text``, ``integer``, ``real``, ``boolean`` or ``date``: what literals fit ``col``."""
+    if col.dtype in INTEGER_RANGES:
+        return "integer"
+    if col.dtype in REAL_TYPES:
+        return "real"
+    return {"VARCHAR": "text", "BOOLEAN": "boolean"}.get(col.dtype, "date")
+
+
+def literal_value(node: exp.Expression) -> object:
+    """The Python value of a plain literal (``'x'``, ``5``, ``-2.5``, ``TRUE``), or raise
+    ``LiteralError``. Numbers come back as ``Decimal`` so nothing is rounded on the way.
+
+    >>> literal_value(exp.Literal.number("-2.5")), literal_value(exp.Boolean(this=True))
+    (Decimal('-2.5'), True)
+    """
+    negative = False
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Neg):
+        negative, node = True, node.this
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            if negative:
+                raise LiteralError("type_mismatch", "text cannot be negated")
+            return str(node.this)
+        try:
+            value = Decimal(str(node.this))
+        except InvalidOperation:
+            raise LiteralError("type_mismatch", "expected a number") from None
+        if not value.is_finite():
+            raise LiteralError("type_mismatch", "numbers must be finite")
+        return -value if negative else value
+    if isinstance(node, exp.Boolean) and not negative:
+        return bool(node.this)
+    if isinstance(node, exp.Null) and not negative:
+        raise LiteralError("type_mismatch", "compare with NULL using IS NULL or IS NOT NULL")
+    raise LiteralError("type_mismatch", "expected a plain value (a number, 'text', TRUE or FALSE)")
+
+
+def typed_literal(
+    qualified: str,
+    col: Column,
+    domain: tuple[object, ...] | None,
+    node: exp.Expression,
+    *,
+    membership: bool,
+) -> exp.Expression:
+    """Rebuild ``node`` as a literal of ``col``'s declared type, or raise ``LiteralError``.
+
+    ``membership`` (``=``, ``<>``, ``IN``) also requires a value of the public domain, with
+    the nearest valid values as a hint; range comparisons need only the type.
+
+    >>> from synthetic.schema import table
+    >>> nc = table("census").column("nc_year")
+    >>> typed_literal("census.nc_year", nc, nc.domain, exp.Literal.number("6"), membership=True)
+    Literal(this=6, is_string=False)
+    >>> need = table("census").column("sen_primary_need")
+    >>> try:
+    ...     typed_literal("census.sen_primary_need", need, need.domain,
+    ...                   exp.Literal.number("5"), membership=True)
+    ... except LiteralError as e:
+    ...     print(e.code)
+    type_mismatch
+    """
+    value = literal_value(node)
+    kind = kind_of(col)
+    built = _build(qualified, col, kind, value)
+    if membership and domain is not None:
+        plain = int(value) if isinstance(value, Decimal) and kind == "integer" else value
+        if plain not in domain:
+            raise LiteralError(
+                "value_not_in_domain",
+                f"{qualified} has no value {_show(value)}; the nearest of its public values: "
+                f"{', '.join(_show(v) for v in nearest(plain, domain))}",
+            )
+    return built
+
+
+def _build(qualified: str, col: Column, kind: str, value: object) -> exp.Expression:
+    wanted = {
+        "text": "a quoted value such as 'X'",
+        "integer": "a whole number",
+        "real": "a number",
+        "boolean": "TRUE or FALSE",
+        "date": "nothing (it cannot be filtered)",
+    }[kind]
+    mismatch = LiteralError(
+        "type_mismatch",
+        f"{qualified} is {col.dtype}: compare it with {wanted}, not {_show(value)}",
+    )
+    if kind == "text":
+        if not isinstance(value, str):
+            raise mismatch
+        return exp.Literal.string(value)
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise mismatch
+        return exp.Boolean(this=value)
+    if kind in ("integer", "real") and isinstance(value, Decimal):
+        if kind == "integer":
+            lo, hi = INTEGER_RANGES[col.dtype]
+            if value != value.to_integral_value() or not lo <= value <= hi:
+                raise LiteralError(
+                    "type_mismatch",
+                    f"{qualified} is {col.dtype}: compare it with a whole number from {lo} "
+                    f"to {hi}, not {_show(value)}",
+                )
+            return exp.Literal.number(int(value))
+        if abs(value) > MAX_REAL_LITERAL:
+            raise mismatch
+        return exp.Literal.number(_plain(value))
+    raise mismatch
+
+
+def _plain(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text if text not in ("-0", "") else "0"
+
+
+def nearest(value: object, domain: tuple[object, ...], n: int = 3) -> list[object]:
+    """The ``n`` domain values closest to ``value`` (numerically, or by spelling).
+
+    >>> nearest(13, tuple(range(0, 12)))
+    [11, 10, 9]
+    >>> nearest("ASX", ("ASD", "HI", "VI"))
+    ['ASD', 'HI', 'VI']
+    """
+    numbers = [v for v in domain if isinstance(v, int | float) and not isinstance(v, bool)]
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool) and numbers:
+        target = float(value)
+        return sorted(numbers, key=lambda v: (abs(float(v) - target), v))[:n]  # type: ignore[arg-type]
+    texts = [str(v) for v in domain]
+    close = difflib.get_close_matches(str(value), texts, n=n, cutoff=0.0)
+    by_text = dict(zip(texts, domain, strict=True))
+    return [by_text[t] for t in close] or list(domain[:n])
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str) and looks_like_identifier(value.upper()):
+        return "(a value shaped like an identifier)"  # never echoed, not even to its author
+    if isinstance(value, str):
+        text = value if len(value) <= MAX_SHOWN else value[:MAX_SHOWN] + "…"
+        return "'" + text.replace("'", "''") + "'"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, Decimal):
+        return _plain(value)
+    return str(value)

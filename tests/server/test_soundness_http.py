@@ -1,0 +1,43 @@
+"""The review's attacks over HTTP: refused before any budget is spent, and a failure after
+the debit is the same 500 whatever the data (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from safesetting.engine import execute
+from tests.property.test_neighbours import FLAWED
+from tests.server.test_api_contract import assert_envelope, entries, query
+
+
+def budget(client, setting) -> float:
+    r = client.get("/v1/projects/gaps/budget", headers=setting.headers("ada"))
+    assert r.status_code == 200, r.text
+    return r.json()["epsilon_spent"]
+
+
+@pytest.mark.parametrize("sql", FLAWED.values(), ids=FLAWED.keys())
+def test_each_flaw_is_refused_over_http(client, setting, sql):
+    r = query(client, setting, sql=sql, epsilon=0.1)
+    body = assert_envelope(r, 403, "denied")
+    assert body["result"]["status"] == "denied"
+    assert budget(client, setting) == 0
+    assert [e["action"] for e in entries(client, setting)[-1:]] == ["query.denied"]
+
+
+def test_a_failure_after_the_debit_is_a_fixed_500(client, setting, monkeypatch):
+    def explode(*_args, **_kwargs):
+        raise duckdb.ConversionException("Could not convert string 'ASD' to INT32")
+
+    monkeypatch.setattr(execute.Sandbox, "run", explode)
+    r = query(client, setting, epsilon=0.1)
+    body = assert_envelope(r, 500, "internal")
+    assert body["error"]["message"] == (
+        f"internal error (incident {body['incident']}): the query could not be answered; "
+        "the epsilon it was charged stays spent"
+    )
+    assert "ASD" not in r.text
+    assert "INT32" not in r.text
+    assert body["incident"] in (setting.home.root / "incidents.log").read_text()
+    assert budget(client, setting) == 0.1

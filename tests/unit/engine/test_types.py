@@ -1,0 +1,110 @@
+"""Typed plans: every literal is checked against the declared type of the column it meets
+(and, for =, <> and IN, its public domain) before anything is spent; the engine's SQL then
+compares in the column's own type, so it cannot raise on any data."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import pytest
+
+from safesetting.engine.compile import compile_plan
+from safesetting.engine.parse import parse_query
+from safesetting.engine.plan import QueryPlan, Refusal
+
+
+def refusal(sql: str) -> dict[str, str]:
+    result = parse_query(sql)
+    assert isinstance(result, Refusal), f"accepted: {sql}"
+    return {r.code: r.message for r in result.reasons}
+
+
+MISMATCHES = [
+    "SELECT COUNT(*) FROM census WHERE sen_primary_need = 5",  # number vs VARCHAR
+    "SELECT COUNT(*) FROM census WHERE la_code IN (202, 330)",
+    "SELECT COUNT(*) FROM census WHERE nc_year = '6'",  # text vs SMALLINT
+    "SELECT COUNT(*) FROM census WHERE academic_year > '2020'",
+    "SELECT COUNT(*) FROM census WHERE fsm_eligible = 1",  # number vs BOOLEAN
+    "SELECT COUNT(*) FROM census WHERE sen_provision = TRUE",  # boolean vs a code
+    "SELECT COUNT(*) FROM census WHERE nc_year = 6.5",  # fraction vs SMALLINT
+    "SELECT COUNT(*) FROM census WHERE nc_year < 99999",  # beyond SMALLINT
+    "SELECT COUNT(*) FROM census WHERE nc_year BETWEEN 1 AND 1e9",
+    "SELECT COUNT(*) FROM ks4 WHERE attainment8 > 'high'",
+    "SELECT COUNT(*) FROM ks4 WHERE attainment8 > 1e400",
+    "SELECT COUNT(*) FROM census WHERE sen_primary_need = NULL",
+    "SELECT COUNT(*) FROM census WHERE nc_year",  # not a yes/no column
+    "SELECT SUM(CASE WHEN sen_provision = 1 THEN 1 ELSE 0 END) FROM census",
+    "SELECT SUM(CAST(nc_year * 20 AS TINYINT)) FROM census",  # narrowing cast cannot hold it
+]
+
+
+@pytest.mark.parametrize("sql", MISMATCHES)
+def test_a_literal_of_another_type_is_refused(sql):
+    assert "type_mismatch" in refusal(sql)
+
+
+def test_the_message_says_what_would_fit():
+    message = refusal("SELECT COUNT(*) FROM census WHERE sen_primary_need = 5")["type_mismatch"]
+    assert message == (
+        "census.sen_primary_need is VARCHAR: compare it with a quoted value such as 'X', not 5"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sql", "hint"),
+    [
+        ("SELECT COUNT(*) FROM census WHERE sen_primary_need = 'ASX'", "'ASD'"),
+        ("SELECT COUNT(*) FROM census WHERE nc_year IN (3, 14)", "11, 10, 9"),
+        ("SELECT COUNT(*) FROM census WHERE academic_year = 2031", "2025"),
+        ("SELECT COUNT(*) FROM census WHERE region <> 'Londn'", "'London'"),
+    ],
+)
+def test_a_value_outside_the_public_domain_is_refused_with_the_nearest(sql, hint):
+    message = refusal(sql)["value_not_in_domain"]
+    assert hint in message
+
+
+def test_an_identifier_shaped_value_is_never_echoed():
+    messages = refusal("SELECT COUNT(*) FROM census WHERE region = 'A123456789012'")
+    assert "A123456789012" not in " ".join(messages.values())
+    assert "direct_identifier" in messages
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT COUNT(*) FROM census WHERE sen_primary_need = 'ASD'",
+        "SELECT COUNT(*) FROM census WHERE nc_year = 6.0",  # a whole number, however written
+        "SELECT COUNT(*) FROM census WHERE nc_year >= -5",  # a range need only fit the type
+        "SELECT COUNT(*) FROM census WHERE academic_year > 1000",
+        "SELECT COUNT(*) FROM census WHERE fsm_eligible = FALSE",
+        "SELECT COUNT(*) FROM ks4 WHERE attainment8 BETWEEN 40 AND 45.5",
+        "SELECT COUNT(*) FROM ks4 WHERE attainment8 = 46",
+        "SELECT COUNT(*) FROM census WHERE sen_primary_need IS NULL",
+        "SELECT COUNT(*) FROM census WHERE 6 = nc_year",
+        "SELECT COUNT(*) FROM census WHERE la_code > '300'",
+    ],
+)
+def test_well_typed_literals_are_accepted(sql):
+    assert isinstance(parse_query(sql), QueryPlan)
+
+
+def test_the_engine_compares_in_the_column_type_and_never_casts_a_column():
+    """VARCHAR against text, numbers as CAST(literal AS <column type>): on a row whose value
+    would not convert, the engine's filter still cannot fail."""
+    plan = parse_query(
+        "SELECT COUNT(*) FROM census WHERE sen_primary_need = 'ASD' OR nc_year IN (5, 6) "
+        "OR academic_year BETWEEN 2019 AND 2020"
+    )
+    sql = compile_plan(plan).sql
+    assert "CAST(5 AS SMALLINT)" in sql
+    assert "CAST(2019 AS SMALLINT)" in sql
+    assert all(c.isdigit() for c in re.findall(r"CAST\((.)", sql))  # only literals are cast
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE census (pupil_id BIGINT, academic_year SMALLINT, nc_year SMALLINT, "
+        "sen_primary_need VARCHAR); CREATE TABLE __optout (pupil_id BIGINT)"
+    )
+    con.execute("INSERT INTO census VALUES (1, 2020, 6, 'not a number'), (2, 2019, 1, NULL)")
+    assert con.execute(sql).fetchall() == [(2,)]
