@@ -163,7 +163,7 @@ def check_project(policy: Policy, project: ProjectFacts) -> Decision:
         [
             *_purpose_reasons(policy, project, limits),
             *_table_reasons(policy, project, project.tables),
-            *_column_reasons(policy, project, limits, approved, approving=True),
+            *_column_reasons(policy, project, limits, approved),
             *budget,
         ]
     )
@@ -231,8 +231,6 @@ def _column_reasons(
     project: ProjectFacts,
     limits: OrgLimits | None,
     uses: tuple[ColumnUse, ...],
-    *,
-    approving: bool = False,
 ) -> Iterator[Reason]:
     for use in uses:
         column = use.column
@@ -241,13 +239,13 @@ def _column_reasons(
             yield reason("unknown_column", column=column)
         elif cls == "direct_identifier":
             name = column.partition(".")[2]
-            if approving or name != PRIVACY_UNIT or use.use not in _UNIT_USES:
+            if name != PRIVACY_UNIT or use.use not in _UNIT_USES:
                 yield reason("direct_identifier", column=column)
         elif cls == "quasi_identifier":
             if use.use not in _QUASI_USES or not use.coarse:
                 yield reason("quasi_identifier", column=column)
         elif cls in ("special_category", "restricted"):
-            yield from _sensitive_reasons(policy, project, limits, column, cls, approving)
+            yield from _sensitive_reasons(policy, project, limits, column, cls)
 
 
 _UNIT_USES = frozenset({Use.JOIN_KEY, Use.COUNT_DISTINCT})
@@ -260,12 +258,11 @@ def _sensitive_reasons(
     limits: OrgLimits | None,
     column: str,
     cls: str,
-    approving: bool,
 ) -> Iterator[Reason]:
     restricted = cls == "restricted"
     if restricted and project.purpose not in policy.purposes.educational:
         yield reason("restricted_purpose", column=column, purpose=project.purpose)
-    if not approving and column not in project.approved_columns:
+    if column not in project.approved_columns:  # at approval, these are what is asked for
         yield reason(
             "column_not_approved", column=column, cls=cls.replace("_", " "), project=project.id
         )

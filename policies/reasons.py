@@ -83,10 +83,12 @@ _TEMPLATES: Final[dict[str, str]] = {
     "unsupported_join": "this join is not supported: join private tables on pupil_id (and "
     "academic_year), public tables on their key",
     "too_many_cells": "the query would release {cells} cells; the limit is {limit}",
+    "join_too_wide": "the join could give one pupil more rows than the engine allows",
     "type_mismatch": "{column} is compared with a value of another type",
     "value_not_in_domain": "{column} has no such value among its public values",
     # Unusable input (audited as query.invalid, exit 2)
     "syntax_error": "the SQL could not be parsed",
+    "epsilon_invalid": "epsilon must be a positive number with at most 6 decimals",
     "epsilon_too_small": "epsilon {epsilon} cannot give each of the query's measurements a share",
 }
 

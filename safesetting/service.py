@@ -151,28 +151,22 @@ class QueryService:
         """Run one query request end to end; a refusal is a result, not an exception."""
         researcher = self._authenticate(token, project_id, ("researcher",))
         actor = f"researcher:{researcher.id}"
-        epsilon_micro = (
-            parse_epsilon_text(epsilon) if epsilon is not None
-            else self.policy.epsilon.default_per_query
-        )  # fmt: skip
         info = data_info(self.control.home.database)
         query_id = uuid.uuid4().hex[:20]
         sql_digest = hashlib.sha256(sql.encode()).hexdigest()
+        request: dict[str, Any] = {"query_id": query_id, "sql_sha256": sql_digest}
+        try:
+            epsilon_micro = (
+                parse_epsilon_text(epsilon) if epsilon is not None
+                else self.policy.epsilon.default_per_query
+            )  # fmt: skip
+        except UsageError as exc:
+            raise self._invalid("epsilon_invalid", exc, actor, project_id, request, info) from None
         try:
             parsed = parse_query(sql, self.catalogue(info))
         except UsageError as exc:
-            self._audit(
-                "query.invalid",
-                actor=actor,
-                project=project_id,
-                request={"query_id": query_id, "sql_sha256": sql_digest},
-                decision="invalid",
-                reasons=["syntax_error"],
-                data_version=info.version,
-            )
-            raise UsageError(exc.message) from None
+            raise self._invalid("syntax_error", exc, actor, project_id, request, info) from None
         reasons, project = self._check(researcher, project_id, parsed, epsilon_micro)
-        request: dict[str, Any] = {"query_id": query_id, "sql_sha256": sql_digest}
         if isinstance(parsed, QueryPlan):
             request.update(plan_sha256=parsed.digest(), tables=list(parsed.tables))
         if reasons:
@@ -274,17 +268,24 @@ class QueryService:
         try:
             expected_errors(plan, compiled, epsilon_micro)
         except UsageError as exc:
-            self._audit(
-                "query.invalid",
-                actor=actor,
-                project=project_id,
-                request=request,
-                decision="invalid",
-                reasons=["epsilon_too_small"],
-                data_version=info.version,
-            )
-            raise UsageError(exc.message) from None
+            raise self._invalid(
+                "epsilon_too_small", exc, actor, project_id, request, info
+            ) from None
         return compiled
+
+    def _invalid(self, code, exc, actor, project_id, request, info) -> UsageError:
+        """Audit unusable input as ``query.invalid`` (the SQL's digest, never its text) and
+        return the error to raise: every access is on the record."""
+        self._audit(
+            "query.invalid",
+            actor=actor,
+            project=project_id,
+            request=request,
+            decision="invalid",
+            reasons=[code],
+            data_version=info.version,
+        )
+        return UsageError(exc.message)
 
     def _answer(self, plan: QueryPlan, compiled: CompiledQuery, epsilon_micro: int):
         """Build the sandbox, run the engine's SQL, add the noise: the true rows end here."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from synthetic.load import generate_database
 
@@ -22,6 +22,16 @@ settings.register_profile(
 )
 settings.register_profile(
     "deep", max_examples=3_000, deadline=None, suppress_health_check=_SLOW_DATA
+)
+# Mutation testing (docs/PRIVACY.md): the fixed seed, and no shrinking, so that a mutant
+# the harness catches is reported in seconds rather than minutes.
+settings.register_profile(
+    "mutation",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=_SLOW_DATA,
+    phases=[Phase.explicit, Phase.generate],
 )
 settings.load_profile("ci")
 

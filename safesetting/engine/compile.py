@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from safesetting.engine.bounds import DEFAULT_MAX_ROWS_PER_PUPIL, Bound, contribution_bound
 from safesetting.engine.parse import conjuncts
-from safesetting.engine.plan import ColumnRef, QueryPlan
+from safesetting.engine.plan import ColumnRef, QueryPlan, TableRef
 from synthetic.schema import TABLES, Column
 
 OPTOUT_TABLE = "__optout"  # pupil_ids of opted-out pupils, inside the sandbox only
@@ -52,13 +52,7 @@ def plan_bound(plan: QueryPlan, cap: int = DEFAULT_MAX_ROWS_PER_PUPIL) -> Bound:
     >>> (b.natural, b.rows, b.truncate)
     (120, 20, True)
     """
-    year_joins = [
-        (a.node, b.node)
-        for join in plan.joins
-        for a, b in join.on
-        if a.column == b.column == "academic_year"
-    ]
-    return contribution_bound(plan.aliases, year_joins, plan.pinned_years, cap)
+    return contribution_bound(plan.aliases, plan.year_joins, plan.pinned_years, cap)
 
 
 def compile_plan(
@@ -71,7 +65,6 @@ def compile_plan(
     """Emit the bounded SQL for ``plan`` (DuckDB dialect)."""
     bound = plan_bound(plan, cap)
     aliases = plan.aliases
-    private = [n for n in plan.nodes if TABLES[n.name].private]
     pid = _col(plan.base.alias, "pupil_id")
 
     inner_cols: dict[str, exp.Expression] = {}
@@ -117,27 +110,15 @@ def compile_plan(
     conditions: list[exp.Expression] = []
     if plan.where is not None:
         conditions.append(exp.Paren(this=typed_filter(plan.where, aliases)))
-    for node in private:  # every pupil node is the same pupil (joins.py); each is checked
-        conditions.append(
-            exp.Not(
-                this=exp.In(
-                    this=_col(node.alias, "pupil_id"),
-                    query=exp.Subquery(this=exp.select("pupil_id").from_(OPTOUT_TABLE)),
-                )
-            )
-        )
-    if min_year is not None:
-        for node in private:
-            if "academic_year" in TABLES[node.name].column_names:
-                conditions.append(_retention(node.alias, min_year))
 
     select_inner: list[exp.Expression] = [exp.alias_(pid.copy(), "__pid", quoted=True)]
     select_inner += [exp.alias_(col, name, quoted=True) for name, col in inner_cols.items()]
-    query = exp.select(*select_inner).from_(_table(plan.base.name, plan.base.alias))
+    query = exp.select(*select_inner).from_(_node(plan.base, min_year))
     for join in plan.joins:
         on = exp.and_(*[exp.EQ(this=_q(a), expression=_q(b)) for a, b in join.on])
-        query = query.join(_table(join.table.name, join.table.alias), on=on, join_type="inner")
-    query = query.where(exp.and_(*conditions))
+        query = query.join(_node(join.table, min_year), on=on, join_type="inner")
+    if conditions:
+        query = query.where(exp.and_(*conditions))
     if bound.truncate:
         # One partition per pupil: every pupil node's pupil_id equals the base's (joins.py).
         order = exp.func(
@@ -258,6 +239,32 @@ def _pushdown(plan: QueryPlan, min_year: int | None) -> dict[str, str]:
         ):
             per_table.setdefault(node.name, []).append(_retention(node.alias, min_year))
     return {t: exp.and_(*conds).sql(dialect="duckdb") for t, conds in per_table.items()}
+
+
+def _node(node: TableRef, min_year: int | None) -> exp.Expression:
+    """One node of the join tree. A pupil table is read through its own opt-out anti-join
+    and retention filter *before* it is joined: an opted-out pupil's rows never enter the
+    join (not even to cost time), and every pupil node is filtered, not only the base."""
+    table = TABLES[node.name]
+    if not table.private:
+        return _table(node.name, node.alias)
+    keep: list[exp.Expression] = [
+        exp.Not(
+            this=exp.In(
+                this=exp.column("pupil_id", quoted=True),
+                query=exp.Subquery(this=exp.select("pupil_id").from_(OPTOUT_TABLE)),
+            )
+        )
+    ]
+    if min_year is not None and "academic_year" in table.column_names:
+        keep.append(
+            exp.GTE(
+                this=exp.column("academic_year", quoted=True),
+                expression=_as(_lit(min_year), "SMALLINT"),
+            )
+        )
+    rows = exp.select("*").from_(exp.table_(node.name, quoted=True)).where(exp.and_(*keep))
+    return rows.subquery(node.alias, copy=False).as_(node.alias, quoted=True)
 
 
 def may_be_null(arg: exp.Expression, aliases: dict[str, str]) -> bool:

@@ -64,10 +64,10 @@ def attach(new: TableRef, pairs: list[tuple[ColumnRef, ColumnRef]], joined: set[
     ...            [(ColumnRef("census", "pupil_id"), ColumnRef("ks2", "pupil_id"))], {"census"})
     >>> [(a.in_node, b.in_node) for a, b in j.on]
     [('census.pupil_id', 'ks2.pupil_id')]
-    >>> attach(TableRef("ks4", "ks4"),
+    >>> attach(TableRef("ks4", "ks4"),  # doctest: +IGNORE_EXCEPTION_DETAIL
     ...        [(ColumnRef("ks4", "pupil_id"), ColumnRef("ks4", "pupil_id"))], {"census"})
     Traceback (most recent call last):
-    safesetting.engine.joins.JoinError: ks4.pupil_id is compared with itself: ...
+    JoinError: ks4.pupil_id is compared with itself
     """
     if not pairs:
         raise JoinError(f"joining {new.name} needs USING (...) or ON a = b")

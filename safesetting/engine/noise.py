@@ -26,6 +26,7 @@ import opendp.prelude as dp
 
 from policies.epsilon import format_epsilon
 from safesetting.engine.compile import CompiledQuery
+from safesetting.engine.output import Noisy, Released, present, round_up
 from safesetting.engine.plan import Aggregate, QueryPlan
 from safesetting.errors import SafeSettingError, UsageError
 
@@ -119,7 +120,7 @@ def _laplace(values: np.ndarray, d_in: int, epsilon: float) -> tuple[np.ndarray,
     meas = dp.m.make_laplace(*_COUNT_SPACE, scale=scale)
     check_map(meas.map(d_in), epsilon)
     noisy = np.asarray(meas(values.astype(np.int64)), dtype=np.int64)
-    return noisy, _round_up(dp.discrete_laplacian_scale_to_accuracy(scale, ALPHA)), scale
+    return noisy, round_up(dp.discrete_laplacian_scale_to_accuracy(scale, ALPHA)), scale
 
 
 def check_map(loss: float, epsilon: float) -> None:
@@ -129,9 +130,25 @@ def check_map(loss: float, epsilon: float) -> None:
         raise PrivacyError("a measurement's privacy loss exceeds its share of epsilon")
 
 
+def _alpha(agg: Aggregate) -> float:
+    """The quantile asked for (the parser sets it for every MEDIAN and QUANTILE_CONT)."""
+    if agg.quantile is None:
+        raise ValueError(f"{agg.label} is not a quantile")
+    return agg.quantile
+
+
 def _candidates(agg: Aggregate) -> list[float]:
+    """The values a quantile may be released as: the public grid of its bounds (whole
+    numbers, or halves for real values), at most 201 of them.
+
+    >>> from safesetting.engine.plan import Aggregate
+    >>> _candidates(Aggregate("quantile", "q", None, 80, 84, 1.0, 0.5))
+    [80.0, 81.0, 82.0, 83.0, 84.0]
+    >>> _candidates(Aggregate("quantile", "q", None, 0, 1.5, 0.01, 0.5))
+    [0.0, 0.5, 1.0, 1.5]
+    """
     lo, hi = agg.lower, agg.upper
-    step = max(agg.resolution, 1.0) if agg.resolution >= 1 else 0.5
+    step = 1.0 if agg.resolution >= 1 else 0.5
     n = int((hi - lo) / step) + 1
     if n > MAX_QUANTILE_CANDIDATES:
         return [float(x) for x in np.linspace(lo, hi, MAX_QUANTILE_CANDIDATES)]
@@ -153,29 +170,6 @@ def _quantile_meas(cands: tuple[float, ...], q: float, d_in: int, epsilon: float
     meas = make(scale)
     check_map(meas.map(d_in), target)
     return meas, float(scale)
-
-
-def quantile_rank_error(scale: float, n_candidates: int) -> int:
-    """Selection error of the exponential mechanism at 95 %: with probability at least
-    1 - α the chosen candidate's score is within ``scale · ln(|C| / α)`` of the best, and a
-    score unit here is one record's worth of rank.
-
-    >>> quantile_rank_error(2.0, 91)
-    16
-    """
-    return math.ceil(scale * math.log(n_candidates / ALPHA))
-
-
-@dataclass(frozen=True)
-class Released:
-    """What leaves the engine: labelled noisy rows and their 95 % half-widths."""
-
-    columns: list[str]
-    rows: list[list[object]]
-    errors: list[list[float | None]]
-    suppressed: int
-    bound: int
-    notes: list[str]
 
 
 @dataclass(frozen=True)
@@ -208,12 +202,10 @@ def expected_errors(plan: QueryPlan, compiled: CompiledQuery, epsilon_micro: int
     try:
         for agg in plan.aggregates:
             if agg.func == "quantile":
-                _m, scale = _quantile_meas(tuple(_candidates(agg)), agg.quantile or 0.5, bound, eps)
+                _m, scale = _quantile_meas(tuple(_candidates(agg)), _alpha(agg), bound, eps)
                 out.append(Expected(agg.label, "exponential (quantile)", scale, None))
                 continue
             scale = _laplace_scale(sensitivity(agg, "value", bound, n_groups), eps)
-            if agg.func == "avg":
-                _laplace_scale(sensitivity(agg, "count", bound, n_groups), eps)
             half = dp.discrete_laplacian_scale_to_accuracy(scale, ALPHA) * agg.resolution
             out.append(
                 Expected(
@@ -238,116 +230,53 @@ def release(
     epsilon_micro: int,
     min_cell_count: int,
 ) -> Released:
-    """Add OpenDP noise to the true aggregates and apply the output rules.
+    """Add OpenDP noise to the true aggregates, then apply the output rules.
 
     ``true_rows`` are the sandbox's rows; they are read here and dropped, never returned.
-    Suppression is decided on the *noisy* counts only (post-processing).
     """
-    groups = plan.groups()
-    n = len(groups)
+    return present(plan, measure(plan, compiled, true_rows, epsilon_micro), min_cell_count,
+                   compiled.bound.rows)  # fmt: skip
+
+
+def measure(
+    plan: QueryPlan, compiled: CompiledQuery, true_rows: list[tuple], epsilon_micro: int
+) -> list[Noisy]:
+    """One OpenDP measurement per part, each calibrated at ``sensitivity()`` with its share
+    of ε. What comes back is noisy; the true vectors end here."""
+    n = len(plan.groups())
     bound = compiled.bound.rows
     eps = epsilon_share(plan, epsilon_micro)
     vectors = gather(plan, compiled, true_rows)
-    values: dict[int, list[float | None]] = {}
-    errors: dict[int, list[float | None]] = {}
-    counts_for_rule: list[float] | None = None
-    notes: list[str] = []
+    out: list[Noisy] = []
     for a, agg in enumerate(plan.aggregates):
         if agg.func == "quantile":
             cands = _candidates(agg)
-            meas, scale = _quantile_meas(tuple(cands), agg.quantile or 0.5, bound, eps)
-            values[a] = [float(meas(np.asarray(v, dtype=float))) for v in vectors[(a, "values")]]
-            errors[a] = [None] * n
-            notes.append(
-                f"{agg.label}: chosen by OpenDP's exponential mechanism among {len(cands)} "
-                f"catalogue candidates; 95 % of the time its rank is within about "
-                f"±{quantile_rank_error(scale, len(cands))} pupils of the true quantile's "
-                "(a rank bound: the value error depends on the data, so none is shown)"
-            )
+            meas, scale = _quantile_meas(tuple(cands), _alpha(agg), bound, eps)
+            chosen = [float(meas(np.asarray(v, dtype=float))) for v in vectors[(a, "values")]]
+            rank = quantile_rank_error(scale, len(cands))
+            out.append(Noisy(agg, chosen, None, rank_error=rank, candidates=len(cands)))
             continue
         d_in = sensitivity(agg, "value", bound, n)
         noisy, half, _ = _laplace(np.asarray(vectors[(a, "value")], dtype=np.int64), d_in, eps)
-        if agg.func in ("count", "count_distinct"):
-            vals = [max(0, int(x)) for x in noisy]
-            values[a], errors[a] = list(vals), [half] * n
-            if counts_for_rule is None:
-                counts_for_rule = [float(v) for v in vals]
-        elif agg.func == "sum":
-            values[a] = [_round(int(x) * agg.resolution, agg.resolution) for x in noisy]
-            errors[a] = [_round_up(half * agg.resolution)] * n
-        else:  # avg = noisy sum / noisy count
-            c_noisy, c_half, _ = _laplace(
-                np.asarray(vectors[(a, "count")], dtype=np.int64),
-                sensitivity(agg, "count", bound, n),
-                eps,
-            )
-            vals, errs = [], []
-            for s, c in zip(noisy, c_noisy, strict=True):
-                avg, err = _ratio(
-                    int(s) * agg.resolution, half * agg.resolution, int(c), c_half, agg
-                )
-                vals.append(avg)
-                errs.append(err)
-            values[a], errors[a] = vals, errs
-            if counts_for_rule is None:
-                counts_for_rule = [float(max(0, c)) for c in c_noisy]
-    del vectors  # the true values end here
-    return _output(plan, values, errors, counts_for_rule, min_cell_count, bound, notes)
+        if agg.func != "avg":
+            out.append(Noisy(agg, [int(x) for x in noisy], half))
+            continue
+        counts, c_half, _ = _laplace(
+            np.asarray(vectors[(a, "count")], dtype=np.int64),
+            sensitivity(agg, "count", bound, n),
+            eps,
+        )
+        out.append(Noisy(agg, [int(x) for x in noisy], half, [int(c) for c in counts], c_half))
+    del vectors
+    return out
 
 
-def _output(plan, values, errors, counts_for_rule, min_cell_count, bound, notes) -> Released:
-    """The output rules: every group of the domain, noisy counts under ``min_cell_count``
-    suppressed (shown as ``null``), keys then aggregates in SELECT order."""
-    suppressed = 0
-    rows: list[list[object]] = []
-    errs_out: list[list[float | None]] = []
-    for i, group in enumerate(plan.groups()):
-        small = counts_for_rule is not None and counts_for_rule[i] < min_cell_count
-        row: list[object] = []
-        err_row: list[float | None] = []
-        for kind, j in plan.output:
-            if kind == "key":
-                row.append(group[j])
-                err_row.append(None)
-            elif small:
-                row.append(None)
-                err_row.append(None)
-            else:
-                row.append(values[j][i])
-                err_row.append(errors[j][i])
-        suppressed += int(small)
-        rows.append(row)
-        errs_out.append(err_row)
-    if suppressed:
-        notes.append(f"{suppressed} group(s) with a noisy count under {min_cell_count} suppressed")
-    return Released(plan.labels, rows, errs_out, suppressed, bound, notes)
+def quantile_rank_error(scale: float, n_candidates: int) -> int:
+    """Selection error of the exponential mechanism at 95 %: with probability at least
+    1 - α the chosen candidate's score is within ``scale · ln(|C| / α)`` of the best, and a
+    score unit here is one record's worth of rank.
 
-
-def _ratio(
-    s: float, s_half: float, c: int, c_half: float, agg: Aggregate
-) -> tuple[float | None, float | None]:
-    """AVG as noisy sum / noisy count, clamped to the bounds; the half-width covers the
-    worst case of both errors (each at 95 %, so the bound is conservative)."""
-    if c <= 0:
-        return None, None
-    avg = min(max(s / c, agg.lower), agg.upper)
-    lo_c, hi_c = c + c_half, c - c_half
-    lo = (s - s_half) / lo_c
-    hi = (s + s_half) / hi_c if hi_c > 0 else agg.upper
-    lo, hi = max(lo, agg.lower), min(hi, agg.upper)
-    return round(avg, 4), _round_up(max(avg - lo, hi - avg, 0.0))
-
-
-def _round(x: float, resolution: float) -> float | int:
-    if resolution >= 1:
-        return int(round(x))
-    return round(x, max(0, -int(math.floor(math.log10(resolution)))))
-
-
-def _round_up(x: float) -> float:
-    """Error bounds round up (to 3 significant figures), never down."""
-    if x <= 0:
-        return 0.0
-    digits = 2 - int(math.floor(math.log10(x)))
-    factor = 10**digits
-    return math.ceil(x * factor) / factor
+    >>> quantile_rank_error(2.0, 91)
+    16
+    """
+    return math.ceil(scale * math.log(n_candidates / ALPHA))

@@ -22,8 +22,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
-from audit.entry import looks_like_identifier
 from safesetting.engine import expressions
+from safesetting.engine.bounds import contribution_bound
 from safesetting.engine.joins import JoinError, attach
 from safesetting.engine.plan import (
     COUNT_DISTINCT,
@@ -38,7 +38,7 @@ from safesetting.engine.plan import (
     Refusal,
     TableRef,
 )
-from safesetting.engine.types import LiteralError, typed_literal
+from safesetting.engine.types import LiteralError, identifier_shaped, typed_literal
 from safesetting.errors import Reason, UsageError
 from synthetic.schema import TABLES, Column, ColumnClass, Table
 
@@ -51,6 +51,8 @@ FILE_FUNCTIONS = {
     "read_text", "glob", "parquet_scan", "sniff_csv", "query", "query_table",
 }  # fmt: skip
 MAX_CELLS = 5_000
+MAX_NODES = 8  # tables in one query, copies included
+MAX_ROWS_PER_PUPIL_JOINED = 400  # one pupil's joined rows before truncation (census x absence)
 COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 MEMBERSHIP = (exp.EQ, exp.NEQ)
 _FLIP = {exp.EQ: exp.EQ, exp.NEQ: exp.NEQ, exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT,
@@ -178,7 +180,25 @@ class _Parser:
                 "too_many_cells",
                 f"the grouping has {plan.n_cells} cells; at most {self.cat.max_cells} are allowed",
             )
+        if not self.reasons:  # a width from a half-read plan would only confuse
+            self.check_width(plan)
         return plan
+
+    def check_width(self, plan: QueryPlan) -> None:
+        """Refuse a join that could give one pupil more than ``MAX_ROWS_PER_PUPIL_JOINED``
+        rows before truncation, or more than ``MAX_NODES`` tables: otherwise how long a
+        query runs (and whether it hits the time limit) could depend on one pupil's record."""
+        if len(plan.nodes) > MAX_NODES:
+            self.refuse("join_too_wide", f"a query may join at most {MAX_NODES} tables")
+            return
+        natural = contribution_bound(plan.aliases, plan.year_joins, plan.pinned_years).natural
+        if natural > MAX_ROWS_PER_PUPIL_JOINED:
+            self.refuse(
+                "join_too_wide",
+                f"this join could give one pupil up to {natural:,} rows (at most "
+                f"{MAX_ROWS_PER_PUPIL_JOINED} are allowed): join pupil tables on academic_year "
+                "too, or fix their year with WHERE academic_year = …",
+            )
 
     # -- statement shape -------------------------------------------------------------------
     def check_shape(self, stmt: exp.Select) -> None:
@@ -348,7 +368,7 @@ class _Parser:
         The only places ``pupil_id`` may appear are join conditions and COUNT(DISTINCT).
         """
         for literal in stmt.find_all(exp.Literal):
-            if literal.is_string and looks_like_identifier(str(literal.this).upper()):
+            if literal.is_string and identifier_shaped(str(literal.this)):
                 self.refuse(
                     "direct_identifier",
                     "a value shaped like a UPN or a postcode cannot be used in a query",

@@ -43,7 +43,12 @@ class ColumnRef:
 
     @property
     def qualified(self) -> str:
-        """``table.column``: how the policy names the column, whichever node it came from."""
+        """``table.column``: how the policy names the column, whichever node it came from.
+
+        >>> ref = ColumnRef("census", "region", "census_2")
+        >>> ref.qualified, ref.in_node
+        ('census.region', 'census_2.region')
+        """
         return f"{self.table}.{self.column}"
 
     @property
@@ -116,6 +121,16 @@ class QueryPlan:
     def nodes(self) -> tuple[TableRef, ...]:
         """Every node of the join tree, base first."""
         return (self.base, *(j.table for j in self.joins))
+
+    @property
+    def year_joins(self) -> list[tuple[str, str]]:
+        """Pairs of nodes joined on ``academic_year`` (the bound's year groups)."""
+        return [
+            (a.node, b.node)
+            for join in self.joins
+            for a, b in join.on
+            if a.column == b.column == "academic_year"
+        ]
 
     @property
     def tables(self) -> tuple[str, ...]:

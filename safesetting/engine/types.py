@@ -13,6 +13,7 @@ type>)``, folded once when the SQL is bound), so they cannot raise on any data.
 from __future__ import annotations
 
 import difflib
+import re
 from decimal import Decimal, InvalidOperation
 
 from sqlglot import exp
@@ -29,11 +30,14 @@ INTEGER_RANGES = {
 REAL_TYPES = frozenset({"DOUBLE"})
 MAX_REAL_LITERAL = Decimal(10) ** 15  # a threshold beyond this is a typo, not a question
 MAX_SHOWN = 40  # characters of a literal echoed back in a message
+_UPN_ANYWHERE = re.compile(r"[A-Z]\d{11}[0-9A-Z]")
+_POSTCODE_ANYWHERE = re.compile(r"[A-Z]{1,2}\d[A-Z\d]?\d[A-Z]{2}")
 
 
 class LiteralError(Exception):
-    """A literal that does not fit the column: ``code`` is ``type_mismatch`` or
-    ``value_not_in_domain``; ``message`` names the column, never a value from the data."""
+    """A literal that does not fit the column: ``code`` is ``type_mismatch``,
+    ``value_not_in_domain`` or ``no_public_domain``; ``message`` names the column, never a
+    value from the data."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -91,8 +95,11 @@ def typed_literal(
 ) -> exp.Expression:
     """Rebuild ``node`` as a literal of ``col``'s declared type, or raise ``LiteralError``.
 
-    ``membership`` (``=``, ``<>``, ``IN``) also requires a value of the public domain, with
-    the nearest valid values as a hint; range comparisons need only the type.
+    Every value a query holds is public, so the audit log (which keeps the plan) never holds
+    anything a researcher typed that is not: text must be one of the column's public values
+    whatever the comparison; ``=``, ``<>`` and ``IN`` need a value of the public domain; a
+    range comparison's threshold must lie within the domain's or the declared bounds' range.
+    Refusals name the nearest valid values.
 
     >>> from synthetic.schema import table
     >>> nc = table("census").column("nc_year")
@@ -109,15 +116,63 @@ def typed_literal(
     value = literal_value(node)
     kind = kind_of(col)
     built = _build(qualified, col, kind, value)
-    if membership and domain is not None:
-        plain = int(value) if isinstance(value, Decimal) and kind == "integer" else value
+    if kind == "boolean":
+        return built
+    plain = int(value) if isinstance(value, Decimal) and kind == "integer" else value
+    if kind == "text" and domain is None:
+        raise LiteralError(
+            "no_public_domain",
+            f"{qualified} has no public list of values, so it cannot be compared with a value",
+        )
+    if (membership or kind == "text") and domain is not None:
         if plain not in domain:
             raise LiteralError(
                 "value_not_in_domain",
                 f"{qualified} has no value {_show(value)}; the nearest of its public values: "
                 f"{', '.join(_show(v) for v in nearest(plain, domain))}",
             )
+        return built
+    span = value_range(col, domain)
+    if span is not None and isinstance(plain, int | Decimal):
+        lo, hi = span
+        if not lo <= plain <= hi:
+            raise LiteralError(
+                "value_not_in_domain",
+                f"{qualified} takes values from {_show(lo)} to {_show(hi)}, not {_show(value)}",
+            )
     return built
+
+
+def value_range(col: Column, domain: tuple[object, ...] | None) -> tuple[object, object] | None:
+    """The public range of a numeric column: its declared bounds, else its domain's ends.
+
+    >>> from synthetic.schema import table
+    >>> value_range(table("ks4").column("attainment8"), None)
+    (0, 90)
+    >>> value_range(table("census").column("academic_year"), (2019, 2021, 2020))
+    (2019, 2021)
+    """
+    if col.bounds is not None:
+        lo, hi = col.bounds
+        return (
+            int(lo) if float(lo).is_integer() else lo,
+            int(hi) if float(hi).is_integer() else hi,
+        )
+    numbers = [v for v in domain or () if isinstance(v, int) and not isinstance(v, bool)]
+    return (min(numbers), max(numbers)) if numbers else None
+
+
+def identifier_shaped(text: str) -> bool:
+    """Whether text holds something shaped like a UPN or a postcode, however it is spaced,
+    cased or joined to other characters (stricter than the log's own check).
+
+    >>> identifier_shaped("x_V841200012003"), identifier_shaped("b5w  0ae"), identifier_shaped("K")
+    (True, True, False)
+    """
+    squeezed = re.sub(r"[^A-Z0-9]", "", text.upper())
+    return bool(_UPN_ANYWHERE.search(squeezed) or _POSTCODE_ANYWHERE.search(squeezed)) or (
+        looks_like_identifier(text.upper())
+    )
 
 
 def _build(qualified: str, col: Column, kind: str, value: object) -> exp.Expression:
@@ -167,7 +222,7 @@ def nearest(value: object, domain: tuple[object, ...], n: int = 3) -> list[objec
     >>> nearest(13, tuple(range(0, 12)))
     [11, 10, 9]
     >>> nearest("ASX", ("ASD", "HI", "VI"))
-    ['ASD', 'HI', 'VI']
+    ['ASD', 'VI', 'HI']
     """
     numbers = [v for v in domain if isinstance(v, int | float) and not isinstance(v, bool)]
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool) and numbers:
@@ -176,11 +231,11 @@ def nearest(value: object, domain: tuple[object, ...], n: int = 3) -> list[objec
     texts = [str(v) for v in domain]
     close = difflib.get_close_matches(str(value), texts, n=n, cutoff=0.0)
     by_text = dict(zip(texts, domain, strict=True))
-    return [by_text[t] for t in close] or list(domain[:n])
+    return [by_text[t] for t in close]
 
 
 def _show(value: object) -> str:
-    if isinstance(value, str) and looks_like_identifier(value.upper()):
+    if isinstance(value, str) and identifier_shaped(value):
         return "(a value shaped like an identifier)"  # never echoed, not even to its author
     if isinstance(value, str):
         text = value if len(value) <= MAX_SHOWN else value[:MAX_SHOWN] + "…"

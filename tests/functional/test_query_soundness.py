@@ -191,3 +191,27 @@ def test_a_data_file_without_the_declared_constraints_is_not_served(runner, tmp_
         result.stderr
     )
     assert "generate --force" in result.stderr
+
+
+@pytest.mark.parametrize("epsilon", ["abc", "0", "-1", "0.0000001"])
+def test_an_unusable_epsilon_is_on_the_record_too(runner, home, token, epsilon):
+    before = len(entries(home))
+    result, _ = ask(runner, home, token, SAFE, "--epsilon", epsilon)
+    assert result.exit_code == 2
+    new = entries(home)[before:]
+    assert [(e.action, e.reasons) for e in new] == [("query.invalid", ("epsilon_invalid",))]
+    assert spent(runner, home, token) == 0
+
+
+def test_a_join_one_pupil_could_make_wide_is_refused_before_it_runs(runner, home, token):
+    """Ten copies of census joined by pupil_id alone would give one pupil 20^10 rows: how
+    long the query ran (or whether it timed out) would depend on that pupil's record."""
+    copies = " ".join(f"JOIN census c{i} ON c{i}.pupil_id = c1.pupil_id" for i in range(2, 6))
+    result, body = ask(runner, home, token, f"SELECT COUNT(*) FROM census c1 {copies}")
+    assert result.exit_code == 3
+    assert [r["code"] for r in body["reasons"]] == ["join_too_wide"]
+    pinned = " AND ".join(f"c{i}.academic_year = {2018 + i}" for i in range(1, 6))
+    result, body = ask(runner, home, token, f"SELECT COUNT(*) FROM census c1 {copies} "
+                       f"WHERE {pinned}", "--epsilon", "0.1")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert body["contribution_bound"] == 1

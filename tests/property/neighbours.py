@@ -20,11 +20,13 @@ from pathlib import Path
 import duckdb
 from hypothesis import strategies as st
 
+from safesetting.engine.bounds import contribution_bound
 from safesetting.engine.compile import CompiledQuery, compile_plan, needed_columns
 from safesetting.engine.execute import Sandbox
 from safesetting.engine.noise import gather, sensitivity
-from safesetting.engine.parse import Catalogue, parse_query
+from safesetting.engine.parse import MAX_ROWS_PER_PUPIL_JOINED, Catalogue, parse_query
 from safesetting.engine.plan import QueryPlan
+from safesetting.engine.types import value_range
 from synthetic import codes
 from synthetic.load import create_table_sql
 from synthetic.schema import PRIVATE_TABLES, TABLES, YEARS, Column, ColumnClass
@@ -257,6 +259,8 @@ class QueryBuilder:
         self.nodes: list[Node] = []
         self.pid_using = True  # every pupil node so far joined with USING (pupil_id …)
         self.year_using = True  # … and every node with academic_year with USING (…year)
+        self.year_pairs: list[tuple[str, str]] = []  # nodes joined on academic_year
+        self.pins: list[str] = []  # nodes whose year a top-level filter fixes
 
     # columns of a node, by role
     def columns(self, node: Node, *, numeric=False, boolean=False, keys=False, filters=False):
@@ -271,8 +275,8 @@ class QueryBuilder:
             dom = _domain(col)
             if keys and (dom is None or len(dom) > 160):
                 continue
-            if filters and col.name in ("school_name", "la_name"):
-                continue
+            if filters and dom is None and col.dtype == "VARCHAR":
+                continue  # text without public values cannot be compared
             out.append(col)
         return out
 
@@ -316,7 +320,9 @@ class QueryBuilder:
                 sides.reverse()
             return f" JOIN {self.table_sql(node)} ON {sides[0]} = {sides[1]}"
         pupils = [n for n in self.nodes if TABLES[n.table].private]
-        table = d(st.sampled_from(PRIVATE_TABLES))
+        # Six exclusions a year: a fourth copy could not fit the width limit even pinned.
+        wide = sum(n.table == "exclusions" for n in self.nodes) >= 3
+        table = d(st.sampled_from([t for t in PRIVATE_TABLES if not (wide and t == "exclusions")]))
         parent = d(st.sampled_from(pupils))
         node = self.add_node(table, any(n.table == table for n in self.nodes))
         both_years = all("academic_year" in TABLES[t].column_names for t in (table, parent.table))
@@ -326,6 +332,8 @@ class QueryBuilder:
         if can_using and d(st.booleans()):
             if "academic_year" in TABLES[table].column_names and not with_year and year_nodes:
                 self.year_using = False
+            if with_year:
+                self.year_pairs.append((year_nodes[0].written, node.written))
             return f" JOIN {self.table_sql(node)} USING (pupil_id{', academic_year' * with_year})"
         self.pid_using = False
         if "academic_year" in TABLES[table].column_names:
@@ -334,23 +342,24 @@ class QueryBuilder:
         if with_year:
             other = d(st.sampled_from([n for n in year_nodes if TABLES[n.table].private]))
             conds.append(f"{node.written}.academic_year = {other.written}.academic_year")
+            self.year_pairs.append((other.written, node.written))
         conds = d(st.permutations(conds))
         return f" JOIN {self.table_sql(node)} ON {' AND '.join(conds)}"
 
     # WHERE
     def literal(self, col: Column, membership: bool) -> str:
+        """A value the engine accepts: a public value for =, <>, IN and text; a threshold
+        within the public range for a range comparison."""
         d = self.draw
         dom = _domain(col)
-        if membership and dom is not None:
-            return _lit(col, d(st.sampled_from(dom)))
         if col.dtype == "BOOLEAN":
             return _lit(col, d(st.booleans()))
-        if col.dtype == "VARCHAR":
-            return _lit(col, d(st.sampled_from(dom)) if dom else d(st.text("AZ", max_size=2)))
-        lo, hi = col.bounds or (dom and (min(dom), max(dom))) or (0, 100)  # type: ignore[misc]
+        if (membership or col.dtype == "VARCHAR") and dom is not None:
+            return _lit(col, d(st.sampled_from(dom)))
+        lo, hi = value_range(col, dom)  # type: ignore[misc]
         if col.dtype == "DOUBLE":
-            return _lit(col, round(d(st.floats(lo - 5, hi + 5)), 2))
-        return _lit(col, d(st.integers(int(lo) - 3, int(hi) + 3)))
+            return _lit(col, round(d(st.floats(lo, hi)), 2))
+        return _lit(col, d(st.integers(int(lo), int(hi))))
 
     def condition(self, depth: int = 0) -> str:
         d = self.draw
@@ -378,13 +387,22 @@ class QueryBuilder:
             return f"NOT ({self.condition(depth + 1)})"
         return f"{ref} = {self.literal(col, True)}" if col.dtype != "BOOLEAN" else ref
 
+    def natural(self) -> int:
+        """One pupil's joined rows as the engine will bound them (its width limit)."""
+        nodes = {n.written: n.table for n in self.nodes}
+        return contribution_bound(nodes, self.year_pairs, frozenset(self.pins)).natural
+
     def where(self) -> str:
         d = self.draw
         parts = []
         year_nodes = [n for n in self.nodes if "academic_year" in TABLES[n.table].column_names]
         if year_nodes and d(st.integers(0, 2)) == 0:
-            node = d(st.sampled_from(year_nodes))
-            parts.append(f"{node.written}.academic_year = {d(st.sampled_from(DATA_YEARS))}")
+            self.pins.append(d(st.sampled_from(year_nodes)).written)
+        while self.natural() > MAX_ROWS_PER_PUPIL_JOINED:  # fix years until the join fits
+            free = [n.written for n in year_nodes if n.written not in self.pins]
+            self.pins.append(d(st.sampled_from(free)))
+        for written in self.pins:
+            parts.append(f"{written}.academic_year = {d(st.sampled_from(DATA_YEARS))}")
         if d(st.booleans()):
             parts.append(self.condition())
         return f" WHERE {' AND '.join(parts)}" if parts else ""

@@ -198,6 +198,12 @@ INTERVALS = [
     ("CASE WHEN rwm_expected THEN read_score ELSE 0 END", 0, 120, True),
     ("CASE WHEN rwm_expected THEN 1 END", 1, 1, True),
     ("CASE WHEN rwm_expected THEN 2 WHEN read_score > 100 THEN -3 ELSE 0.5 END", -3, 2, False),
+    ("read_score + 0.5", 80.5, 120.5, False),
+    ("0.5 + read_score", 80.5, 120.5, False),
+    ("read_score - 0.5", 79.5, 119.5, False),
+    ("CAST(read_score AS DOUBLE) + 1", 81, 121, False),
+    ("-(read_score * 0.5)", -60, -40, False),
+    ("CASE WHEN rwm_expected THEN 0.5 END", 0.5, 0.5, False),
 ]
 
 
@@ -216,4 +222,10 @@ def test_interval_arithmetic():
     assert a.scale(-0.5) == Interval(-60, -40, False)
     assert a.hull(b) == Interval(-3, 120)
     assert Interval(-2.5, 2.5, False).rounded() == Interval(-3, 3, True)
+    assert Interval(0.4, 0.6, False).rounded() == Interval(0, 1, True)
+    assert Interval(-0.6, -0.4, False).rounded() == Interval(-1, 0, True)
+    assert (a + Interval(0, 0.5, False)).integral is False
+    assert (Interval(0, 0.5, False) - a).integral is False
+    assert a.scale(2).integral
+    assert not a.scale(1.5).integral
     assert Interval(-7, 5).magnitude == 7

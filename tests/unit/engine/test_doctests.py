@@ -8,6 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["safesetting.engine.parse", "safesetting.engine.compile", "safesetting.engine.noise",
+           "safesetting.engine.output", "safesetting.engine.bounds", "safesetting.engine.joins",
+           "safesetting.engine.types", "safesetting.engine.plan",
            "safesetting.errors"]  # fmt: skip
 
 

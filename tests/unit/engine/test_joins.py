@@ -159,6 +159,17 @@ def test_refused_join_shapes_name_the_rule(sql, why):
     assert why in joins[0].message
 
 
+def test_a_join_error_carries_its_message():
+    from safesetting.engine.joins import JoinError, attach
+    from safesetting.engine.plan import ColumnRef, TableRef
+
+    same = ColumnRef("ks4", "pupil_id")
+    with pytest.raises(JoinError, match="compared with itself"):
+        attach(TableRef("ks4", "ks4"), [(same, same)], {"census"})
+    with pytest.raises(JoinError, match="needs USING"):
+        attach(TableRef("ks4", "ks4"), [], {"census"})
+
+
 def test_an_ambiguous_using_column_is_refused_as_duckdb_does():
     result = parse_query(
         "SELECT COUNT(*) FROM census JOIN ks2 USING (pupil_id) JOIN absence "

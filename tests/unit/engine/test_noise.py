@@ -201,3 +201,81 @@ def test_an_epsilon_too_small_to_share_is_unusable_input():
     with pytest.raises(UsageError, match="at least 0.000003"):
         noise.expected_errors(plan, compiled, 2)
     assert len(noise.expected_errors(plan, compiled, 3)) == 2
+
+
+def test_the_privacy_check_says_what_failed():
+    with pytest.raises(noise.PrivacyError, match="privacy loss exceeds its share of epsilon"):
+        noise.check_map(0.5000001, 0.5)
+
+
+def test_quantile_candidates_are_the_public_grid_and_at_most_201():
+    agg = parse_query("SELECT MEDIAN(attainment8) FROM ks4").aggregates[0]
+    cands = noise._candidates(agg)
+    assert len(cands) == 181
+    assert cands[:3] == [0.0, 0.5, 1.0]
+    assert cands[-1] == 90.0
+    wide = parse_query("SELECT MEDIAN(sessions_possible * 3) FROM absence").aggregates[0]
+    cands = noise._candidates(wide)
+    assert len(cands) == 201
+    assert (cands[0], cands[-1]) == (0.0, 1200.0)
+    assert noise._candidates(parse_query("SELECT MEDIAN(read_score) FROM ks2").aggregates[0]) \
+        == [float(x) for x in range(80, 121)]  # fmt: skip
+
+
+def test_a_quantile_is_calibrated_for_its_own_alpha(monkeypatch):
+    """QUANTILE_CONT(x, 0.9) is a 90th percentile, not a median."""
+    plan, compiled = prepared("SELECT QUANTILE_CONT(read_score, 0.9) AS q FROM ks2")
+    alphas = []
+    real = noise._quantile_meas
+
+    def spy(cands, q, d_in, eps):
+        alphas.append(q)
+        return real(cands, q, d_in, eps)
+
+    monkeypatch.setattr(noise, "_quantile_meas", spy)
+    noise.expected_errors(plan, compiled, 1_000_000)
+    out = noise.release(plan, compiled, [([float(x) for x in range(80, 121)] * 50,)], 10**9, 0)
+    assert alphas == [0.9, 0.9]
+    assert 114 <= out.rows[0][0] <= 118  # 90th percentile of 80..120 is 116
+
+
+# (query, bound, groups) -> per aggregate: (mechanism, sensitivity fed to the scale, half?)
+EXPECTED = [
+    ("SELECT COUNT(*) FROM ks2", [("discrete Laplace", 1, True)]),
+    ("SELECT COUNT(*) FROM exclusions WHERE academic_year = 2020", [("discrete Laplace", 6, True)]),
+    ("SELECT reason, COUNT(DISTINCT pupil_id) FROM exclusions WHERE academic_year = 2020"
+     " GROUP BY reason", [("discrete Laplace", 6, True)]),
+    ("SELECT category, COUNT(DISTINCT pupil_id) FROM exclusions WHERE academic_year = 2020"
+     " GROUP BY category", [("discrete Laplace", 2, True)]),
+    ("SELECT SUM(read_score) FROM ks2", [("discrete Laplace", 120, True)]),
+    ("SELECT AVG(sessions) FROM exclusions WHERE academic_year = 2020",
+     [("discrete Laplace", 540, False)]),
+    ("SELECT SUM(attainment8) FROM ks4", [("discrete Laplace", 9000, True)]),
+    ("SELECT MEDIAN(read_score) FROM ks2", [("exponential (quantile)", 1, False)]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sql", "expected"), EXPECTED)
+def test_a_dry_run_reports_the_calibration_the_release_will_use(sql, expected):
+    plan, compiled = prepared(sql)
+    eps = 1_000_000
+    share = noise.epsilon_share(plan, eps)
+    got = noise.expected_errors(plan, compiled, eps)
+    assert [e.label for e in got] == [a.label for a in plan.aggregates]
+    for e, agg, (mechanism, d_in, has_half) in zip(got, plan.aggregates, expected, strict=True):
+        assert e.mechanism == mechanism
+        if mechanism == "discrete Laplace":
+            scale = noise._laplace_scale(d_in, share)
+            assert e.scale == pytest.approx(scale * agg.resolution)
+            half = dp_accuracy(scale) * agg.resolution
+            assert e.half_width == (pytest.approx(half) if has_half else None)
+        else:
+            cands = tuple(noise._candidates(agg))
+            assert e.scale == noise._quantile_meas(cands, agg.quantile, d_in, share)[1]
+            assert e.half_width is None
+
+
+def dp_accuracy(scale):
+    import opendp.prelude as dp
+
+    return dp.discrete_laplacian_scale_to_accuracy(scale, noise.ALPHA)

@@ -65,6 +65,38 @@ def test_a_value_outside_the_public_domain_is_refused_with_the_nearest(sql, hint
     assert hint in message
 
 
+@pytest.mark.parametrize(
+    ("sql", "hint"),
+    [
+        ("SELECT COUNT(*) FROM census WHERE nc_year >= -5", "from 0 to 11"),
+        ("SELECT COUNT(*) FROM census WHERE academic_year > 1000", "from 2006 to 2025"),
+        ("SELECT COUNT(*) FROM ks4 WHERE attainment8 < 841200", "from 0 to 90"),
+        ("SELECT COUNT(*) FROM census WHERE la_code > '300'", "nearest of its public values"),
+        ("SELECT COUNT(*) FROM census WHERE region < 'Adam Harrison'", "nearest"),
+    ],
+)
+def test_every_value_is_a_public_one_so_the_log_never_holds_a_typed_secret(sql, hint):
+    """A threshold outside the column's public range, or text that is not one of its public
+    values, is refused: what the audit log keeps of a plan is public by construction."""
+    assert hint in refusal(sql)["value_not_in_domain"]
+
+
+def test_text_without_a_public_list_cannot_be_compared():
+    message = refusal(
+        "SELECT COUNT(*) FROM census JOIN schools USING (urn) WHERE school_name = 'A school'"
+    )["no_public_domain"]
+    assert "schools.school_name" in message
+
+
+@pytest.mark.parametrize(
+    "text", ["x_V841200012003", "V841200012003_", "B5W  0AE", "b5w0ae", "sw1a-1aa"]
+)
+def test_identifier_shapes_are_found_however_they_are_joined_or_spaced(text):
+    messages = refusal(f"SELECT COUNT(*) FROM census WHERE region = '{text}'")
+    assert "direct_identifier" in messages
+    assert text not in " ".join(messages.values())
+
+
 def test_an_identifier_shaped_value_is_never_echoed():
     messages = refusal("SELECT COUNT(*) FROM census WHERE region = 'A123456789012'")
     assert "A123456789012" not in " ".join(messages.values())
@@ -76,14 +108,15 @@ def test_an_identifier_shaped_value_is_never_echoed():
     [
         "SELECT COUNT(*) FROM census WHERE sen_primary_need = 'ASD'",
         "SELECT COUNT(*) FROM census WHERE nc_year = 6.0",  # a whole number, however written
-        "SELECT COUNT(*) FROM census WHERE nc_year >= -5",  # a range need only fit the type
-        "SELECT COUNT(*) FROM census WHERE academic_year > 1000",
+        "SELECT COUNT(*) FROM census WHERE nc_year >= 3",
+        "SELECT COUNT(*) FROM census WHERE academic_year > 2006",
         "SELECT COUNT(*) FROM census WHERE fsm_eligible = FALSE",
         "SELECT COUNT(*) FROM ks4 WHERE attainment8 BETWEEN 40 AND 45.5",
         "SELECT COUNT(*) FROM ks4 WHERE attainment8 = 46",
         "SELECT COUNT(*) FROM census WHERE sen_primary_need IS NULL",
         "SELECT COUNT(*) FROM census WHERE 6 = nc_year",
-        "SELECT COUNT(*) FROM census WHERE la_code > '300'",
+        "SELECT COUNT(*) FROM census WHERE la_code > '301'",
+        "SELECT COUNT(*) FROM ks2 WHERE read_score BETWEEN 80 AND 120",
     ],
 )
 def test_well_typed_literals_are_accepted(sql):
@@ -108,3 +141,44 @@ def test_the_engine_compares_in_the_column_type_and_never_casts_a_column():
     )
     con.execute("INSERT INTO census VALUES (1, 2020, 6, 'not a number'), (2, 2019, 1, NULL)")
     assert con.execute(sql).fetchall() == [(2,)]
+
+
+@pytest.mark.parametrize(
+    ("value", "domain", "near"),
+    [
+        (13, tuple(range(12)), [11, 10, 9]),
+        (5, (1, 4, 6, 9), [4, 6, 1]),  # a tie goes to the smaller value
+        (2031, (2019, 2020, 2021), [2021, 2020, 2019]),
+        (7, (5,), [5]),
+        ("ASX", ("ASD", "HI", "VI", "MLD"), ["ASD", "VI", "MLD"]),
+        ("Londn", ("London", "North East", "South East"), ["London", "South East", "North East"]),
+        ("x", (), []),
+    ],
+)
+def test_the_nearest_public_values(value, domain, near):
+    from safesetting.engine.types import nearest
+
+    assert nearest(value, domain) == near
+
+
+def test_messages_name_the_column_the_type_and_the_nearest_values():
+    messages = refusal("SELECT COUNT(*) FROM census WHERE nc_year IN (3, 14)")
+    assert messages["value_not_in_domain"] == (
+        "census.nc_year has no value 14; the nearest of its public values: 11, 10, 9"
+    )
+    messages = refusal("SELECT COUNT(*) FROM census WHERE fsm_eligible = 'yes'")
+    assert messages["type_mismatch"] == (
+        "census.fsm_eligible is BOOLEAN: compare it with TRUE or FALSE, not 'yes'"
+    )
+    messages = refusal("SELECT COUNT(*) FROM census WHERE nc_year = 2.5")
+    assert messages["type_mismatch"] == (
+        "census.nc_year is SMALLINT: compare it with a whole number from -32768 to 32767, not 2.5"
+    )
+    messages = refusal("SELECT COUNT(*) FROM ks4 WHERE attainment8 > 'x'")
+    assert messages["type_mismatch"] == (
+        "ks4.attainment8 is DOUBLE: compare it with a number, not 'x'"
+    )
+    messages = refusal("SELECT COUNT(*) FROM census WHERE region = -1")
+    assert messages["type_mismatch"] == (
+        "census.region is VARCHAR: compare it with a quoted value such as 'X', not -1"
+    )

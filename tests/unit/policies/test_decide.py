@@ -355,3 +355,90 @@ def test_a_range_filter_on_a_quasi_identifier_is_not_coarse():
     decision = decide(facts(columns=uses, project=both, tables=frozenset({"census", "pupils"})))
     assert decision.codes == ("quasi_identifier",)
     assert "census.urn" in decision.reasons[0].message
+
+
+def test_every_reason_names_the_facts_it_is_about():
+    """The messages carry the researcher, project, column, table, dates and amounts that
+    apply: a reason that lost one of them would tell a researcher or an auditor less."""
+    stranger = researcher(id="eve", role="auditor", token_revoked=True)
+    gone = project(id="p9", purpose="policing", org_type="press", status="closed",
+                   expires=date(2026, 1, 2), tables=frozenset({"census"}),
+                   approved_columns=frozenset(), budget_micro=1_000_000)  # fmt: skip
+    columns = (
+        ColumnUse("pupils.upn", Use.FILTER),
+        ColumnUse("pupils.sex", Use.FILTER, coarse=False),
+        ColumnUse("census.nationality", Use.GROUP_KEY),
+        ColumnUse("census.ethnicity_major", Use.GROUP_KEY),
+        ColumnUse("census.nosuch", Use.GROUP_KEY),
+        ColumnUse("nosuch.x", Use.FILTER),
+    )
+    result = decide(
+        facts(researcher=stranger, project=gone, columns=columns, epsilon_micro=1_500_000,
+              project_spent_micro=900_000, dataset_spent_micro=49_900_000,
+              tables=frozenset({"census", "ks4"}))
+    )  # fmt: skip
+    assert [(r.code, r.message) for r in result.reasons] == [
+        ("not_accredited", "researcher eve is not accredited to query the data (role auditor)"),
+        ("token_revoked", "the token presented for researcher eve has been revoked"),
+        ("not_a_member", "researcher eve is not a member of project p9"),
+        ("project_closed", "project p9 is closed"),
+        ("project_expired", "project p9 expired on 2026-01-02"),
+        ("purpose_refused", "the purpose 'policing' is refused: pupil data may be used only "
+         "for the educational purposes the policy allows"),
+        ("table_not_approved", "table ks4 is not approved for project p9"),
+        ("unknown_table", "table nosuch is not in the catalogue"),
+        ("table_not_approved", "table pupils is not approved for project p9"),
+        ("direct_identifier", "column pupils.upn is a direct identifier and can never be queried"
+         " (pupil_id only as a join key or in COUNT(DISTINCT pupil_id))"),
+        ("quasi_identifier", "column pupils.sex is a quasi-identifier: it may only be grouped "
+         "by or filtered on its declared coarse values"),
+        ("restricted_purpose", "column census.nationality is restricted and may be used only "
+         "for an educational purpose, not 'policing'"),
+        ("column_not_approved", "column census.nationality is restricted and project p9 is not "
+         "approved for it"),
+        ("org_type_limit", "organisation type 'press' may not do this: restricted columns such "
+         "as census.nationality are not available to it"),
+        ("column_not_approved", "column census.ethnicity_major is special category and project "
+         "p9 is not approved for it"),
+        ("org_type_limit", "organisation type 'press' may not do this: special category "
+         "columns such as census.ethnicity_major are not available to it"),
+        ("unknown_column", "column census.nosuch is not in the catalogue"),
+        ("unknown_column", "column nosuch.x is not in the catalogue"),
+        ("epsilon_too_large", "epsilon 1.5 is more than the per-query maximum of 1"),
+        ("budget_exhausted", "project p9 has 0.1 of its privacy budget left; this query needs "
+         "1.5"),
+        ("dataset_cap_reached", "the dataset-wide privacy cap has 0.1 left; this query needs "
+         "1.5"),
+    ]  # fmt: skip
+
+
+def test_reasons_about_time_epsilon_and_organisations_name_them():
+    expired = researcher(accredited_until=date(2026, 5, 31))
+    assert [r.message for r in decide(facts(researcher=expired)).reasons] == [
+        "researcher ada's accreditation expired on 2026-05-31"
+    ]
+    assert [r.message for r in decide(facts(epsilon_micro=0)).reasons] == [
+        "epsilon must be greater than 0 (asked for 0)"
+    ]
+    odd = decide(facts(project=project(org_type="guild")))
+    assert [r.message for r in odd.reasons] == [
+        "organisation type 'guild' may not do this: it is not a known organisation type"
+    ]
+    press = decide(facts(project=project(org_type="press"), epsilon_micro=600_000,
+                         columns=(ColumnUse("census.la_code", Use.GROUP_KEY),)))  # fmt: skip
+    assert [r.message for r in press.reasons] == [
+        "organisation type 'press' may not do this: at most 0.5 epsilon per query"
+    ]
+    approval = check_project(POLICY, project(budget_micro=11_000_000))
+    assert [r.message for r in approval.reasons] == [
+        "a project budget of 11 is more than 10 allowed for organisation type 'academic'"
+    ]
+
+
+def test_a_project_is_approved_for_the_sensitive_columns_it_asks_for():
+    """At approval, asking for a special-category column is not refused as unapproved (it is
+    what is being approved), but a direct identifier is refused whatever its use."""
+    ok = check_project(POLICY, project(approved_columns=frozenset({"census.ethnicity_major"})))
+    assert ok.allowed
+    upn = check_project(POLICY, project(approved_columns=frozenset({"census.pupil_id"})))
+    assert upn.codes == ("direct_identifier",)

@@ -1,0 +1,145 @@
+"""The output rules: what the noisy measurements become in the released table.
+
+Everything here is post-processing of OpenDP's noisy values (it never sees a true value),
+so it costs no privacy: counts are floored at 0, sums rounded to their unit, averages taken
+as noisy sum / noisy count and held within their bounds, error bounds rounded *up*, and a
+group whose noisy count is under ``min_cell_count`` is released as ``null`` (suppression
+decided on the noisy count, never on the true one, which would be a side channel).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from safesetting.engine.plan import Aggregate, QueryPlan
+
+
+@dataclass(frozen=True)
+class Noisy:
+    """One aggregate's noisy measurement over every group: what ``noise.measure`` returns.
+
+    ``values`` are noisy integer units (counts, sums, an average's sum) or chosen quantile
+    candidates; ``half`` their 95 % half-width in units; an average also has its noisy
+    ``counts`` and their half-width; a quantile its rank error and candidate count.
+    """
+
+    agg: Aggregate
+    values: list
+    half: float | None
+    counts: list[int] | None = None
+    count_half: float | None = None
+    rank_error: int | None = None
+    candidates: int | None = None
+
+
+@dataclass(frozen=True)
+class Released:
+    """What leaves the engine: labelled noisy rows and their 95 % half-widths."""
+
+    columns: list[str]
+    rows: list[list[object]]
+    errors: list[list[float | None]]
+    suppressed: int
+    bound: int
+    notes: list[str]
+
+
+def present(plan: QueryPlan, measured: list[Noisy], min_cell_count: int, bound: int) -> Released:
+    """The released table: every group of the public domain, keys then aggregates in SELECT
+    order, small noisy counts suppressed.
+
+    The first aggregate with a count (COUNT, COUNT DISTINCT, or an AVG's count) decides
+    suppression; a query without one (a SUM or a quantile alone) is not suppressed.
+    """
+    n = len(plan.groups())
+    values: list[list[object]] = []
+    errors: list[list[float | None]] = []
+    rule: list[int] | None = None
+    notes: list[str] = []
+    for m in measured:
+        agg = m.agg
+        if agg.func == "quantile":
+            values.append(list(m.values))
+            errors.append([None] * n)
+            notes.append(
+                f"{agg.label}: chosen by OpenDP's exponential mechanism among {m.candidates} "
+                f"catalogue candidates; 95 % of the time its rank is within about "
+                f"±{m.rank_error} pupils of the true quantile's "
+                "(a rank bound: the value error depends on the data, so none is shown)"
+            )
+        elif agg.func in ("count", "count_distinct"):
+            counts = [max(0, v) for v in m.values]
+            values.append(list(counts))
+            errors.append([m.half] * n)
+            rule = counts if rule is None else rule
+        elif agg.func == "sum":
+            values.append([unit_value(v, agg.resolution) for v in m.values])
+            errors.append([round_up(m.half * agg.resolution)] * n)  # type: ignore[operator]
+        else:  # avg = noisy sum / noisy count
+            pairs = [
+                ratio(s * agg.resolution, m.half * agg.resolution, c, m.count_half, agg)  # type: ignore[operator,arg-type]
+                for s, c in zip(m.values, m.counts, strict=True)  # type: ignore[arg-type]
+            ]
+            values.append([v for v, _e in pairs])
+            errors.append([e for _v, e in pairs])
+            rule = [max(0, c) for c in m.counts] if rule is None else rule  # type: ignore[union-attr]
+    rows: list[list[object]] = []
+    errs_out: list[list[float | None]] = []
+    suppressed = 0
+    for i, group in enumerate(plan.groups()):
+        small = rule is not None and rule[i] < min_cell_count
+        suppressed += small
+        rows.append([group[j] if kind == "key" else None if small else values[j][i]
+                     for kind, j in plan.output])  # fmt: skip
+        errs_out.append([None if kind == "key" or small else errors[j][i]
+                         for kind, j in plan.output])  # fmt: skip
+    if suppressed:
+        notes.append(f"{suppressed} group(s) with a noisy count under {min_cell_count} suppressed")
+    return Released(plan.labels, rows, errs_out, suppressed, bound, notes)
+
+
+def ratio(
+    s: float, s_half: float, c: int, c_half: float, agg: Aggregate
+) -> tuple[float | None, float | None]:
+    """AVG as noisy sum / noisy count, clamped to the bounds; the half-width covers the
+    worst case of both errors (each at 95 %, so the bound is conservative).
+
+    >>> from safesetting.engine.plan import Aggregate
+    >>> ratio(1000.0, 50.0, 10, 5.0, Aggregate("avg", "a", None, 0, 200))
+    (100.0, 100.0)
+    >>> ratio(1000.0, 50.0, 0, 5.0, Aggregate("avg", "a", None, 0, 200))
+    (None, None)
+    """
+    if c <= 0:
+        return None, None
+    avg = min(max(s / c, agg.lower), agg.upper)
+    lo_c, hi_c = c + c_half, c - c_half
+    lo = (s - s_half) / lo_c
+    hi = (s + s_half) / hi_c if hi_c > 0 else agg.upper
+    lo, hi = max(lo, agg.lower), min(hi, agg.upper)
+    return round(avg, 4), round_up(max(avg - lo, hi - avg, 0.0))
+
+
+def unit_value(units: int, resolution: float) -> float | int:
+    """A noisy sum in its counting units, back in the column's own units.
+
+    >>> unit_value(4_600_123, 0.01), unit_value(17, 1.0)
+    (46001.23, 17)
+    """
+    if resolution >= 1:
+        return int(round(units * resolution))
+    return round(units * resolution, max(0, -int(math.floor(math.log10(resolution)))))
+
+
+def round_up(x: float) -> float:
+    """Error bounds round up (to 3 significant figures), never down.
+
+    >>> round_up(18.4213), round_up(0.026101), round_up(0.0)
+    (18.5, 0.0262, 0.0)
+    """
+    if x <= 0:
+        return 0.0
+    digits = 2 - int(math.floor(math.log10(x)))
+    factor = 10**digits
+    return math.ceil(x * factor) / factor
