@@ -215,3 +215,20 @@ def test_a_join_one_pupil_could_make_wide_is_refused_before_it_runs(runner, home
                        f"WHERE {pinned}", "--epsilon", "0.1")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert body["contribution_bound"] == 1
+
+
+def test_a_plan_the_log_refuses_is_denied_on_the_record_not_lost(runner, home, token, monkeypatch):
+    """Defence in depth: were a plan's text ever to hold something the audit log refuses
+    (the parser refuses such values first), the debit rolls back and the attempt is still
+    recorded, as a denial without the plan."""
+    from safesetting.engine.plan import QueryPlan
+
+    real = QueryPlan.normalised
+    monkeypatch.setattr(QueryPlan, "normalised", lambda self: real(self) + " A123456789012")
+    before = len(entries(home))
+    result, body = ask(runner, home, token, SAFE, "--epsilon", "0.1")
+    assert result.exit_code == 3
+    assert [r["code"] for r in body["reasons"]] == ["direct_identifier"]
+    new = entries(home)[before:]
+    assert [e.action for e in new] == ["query.denied"]
+    assert spent(runner, home, token) == 0
