@@ -64,6 +64,7 @@ def spent(runner, home, token) -> float:
 
 @pytest.mark.parametrize("sql", FLAWED.values(), ids=FLAWED.keys())
 def test_each_flaw_is_refused_on_the_record_and_spends_nothing(runner, home, token, sql):
+    data = (home / "npd.duckdb").resolve().stat()
     before = len(entries(home))
     result, body = ask(runner, home, token, sql, "--epsilon", "0.1")
     assert result.exit_code == 3, result.stderr
@@ -72,6 +73,9 @@ def test_each_flaw_is_refused_on_the_record_and_spends_nothing(runner, home, tok
     new = entries(home)[before:]
     assert [e.action for e in new] == ["query.denied"]
     assert "normalised" not in new[0].request
+    after = (home / "npd.duckdb").resolve().stat()
+    assert (after.st_size, after.st_mtime_ns) == (data.st_size, data.st_mtime_ns)
+    assert not (home / "incidents.log").exists()
 
 
 def test_an_epsilon_too_small_to_share_is_unusable_input_before_any_charge(runner, home, token):

@@ -160,6 +160,21 @@ def test_count_sql_round_trips_a_join_plan():
     assert '"from"' in doc
 
 
+def test_count_sql_round_trips_a_self_join_with_its_aliases():
+    from safesetting.engine.parse import parse_query
+
+    plan = parse_query(
+        "SELECT b.sen_provision, COUNT(*) FROM census a JOIN census b USING (pupil_id)"
+        " JOIN ks2 k ON k.pupil_id = b.pupil_id AND k.academic_year = b.academic_year"
+        " WHERE a.academic_year = 2017 AND b.fsm_eligible GROUP BY b.sen_provision"
+    )
+    rebuilt = parse_query(count_sql(plan.normalised()))
+    assert [n.alias for n in rebuilt.nodes] == ["census", "census_2", "ks2"]
+    assert rebuilt.where.sql() == plan.where.sql()
+    assert [k.column.in_node for k in rebuilt.keys] == ["census_2.sen_provision"]
+    assert rebuilt.pinned_years == plan.pinned_years == frozenset({"census"})
+
+
 def test_a_logged_plan_that_cannot_be_rebuilt_is_reported_as_unknown(setting, monkeypatch):
     control, _service, _token, ids = setting
     from safesetting import subject_access as sa_module
