@@ -45,15 +45,14 @@ def public_key(table: str) -> str:
 
 
 def references(ref: ColumnRef, table: str) -> bool:
-    """Whether the schema declares ``ref``'s column as a reference to ``table``'s key.
+    """Whether the schema declares ``ref``'s column as a reference to public ``table``'s key.
 
     >>> references(ColumnRef("census", "urn"), "schools")
     True
-    >>> references(ColumnRef("local_authorities", "la_code"), "pupils")
+    >>> references(ColumnRef("census", "la_code"), "schools")
     False
     """
-    target = f"{table}.{public_key(table)}" if not TABLES[table].private else None
-    return target is not None and (ref.column, target) in TABLES[ref.table].foreign_keys
+    return (ref.column, f"{table}.{public_key(table)}") in TABLES[ref.table].foreign_keys
 
 
 def attach(new: TableRef, pairs: list[tuple[ColumnRef, ColumnRef]], joined: set[str]) -> Join:

@@ -18,7 +18,6 @@ from decimal import Decimal, InvalidOperation
 
 from sqlglot import exp
 
-from audit.entry import looks_like_identifier
 from synthetic.schema import Column
 
 INTEGER_RANGES = {
@@ -153,26 +152,21 @@ def value_range(col: Column, domain: tuple[object, ...] | None) -> tuple[object,
     (2019, 2021)
     """
     if col.bounds is not None:
-        lo, hi = col.bounds
-        return (
-            int(lo) if float(lo).is_integer() else lo,
-            int(hi) if float(hi).is_integer() else hi,
-        )
-    numbers = [v for v in domain or () if isinstance(v, int) and not isinstance(v, bool)]
+        return col.bounds
+    numbers = [v for v in domain or () if isinstance(v, int)]
     return (min(numbers), max(numbers)) if numbers else None
 
 
 def identifier_shaped(text: str) -> bool:
     """Whether text holds something shaped like a UPN or a postcode, however it is spaced,
-    cased or joined to other characters (stricter than the log's own check).
+    cased or joined to other characters (stricter than the log's own check, which it
+    covers: every UPN or postcode the log would refuse is found here too).
 
     >>> identifier_shaped("x_V841200012003"), identifier_shaped("b5w  0ae"), identifier_shaped("K")
     (True, True, False)
     """
     squeezed = re.sub(r"[^A-Z0-9]", "", text.upper())
-    return bool(_UPN_ANYWHERE.search(squeezed) or _POSTCODE_ANYWHERE.search(squeezed)) or (
-        looks_like_identifier(text.upper())
-    )
+    return bool(_UPN_ANYWHERE.search(squeezed) or _POSTCODE_ANYWHERE.search(squeezed))
 
 
 def _build(qualified: str, col: Column, kind: str, value: object) -> exp.Expression:
@@ -224,14 +218,11 @@ def nearest(value: object, domain: tuple[object, ...], n: int = 3) -> list[objec
     >>> nearest("ASX", ("ASD", "HI", "VI"))
     ['ASD', 'VI', 'HI']
     """
-    numbers = [v for v in domain if isinstance(v, int | float) and not isinstance(v, bool)]
-    if isinstance(value, int | float | Decimal) and not isinstance(value, bool) and numbers:
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
         target = float(value)
-        return sorted(numbers, key=lambda v: (abs(float(v) - target), v))[:n]  # type: ignore[arg-type]
-    texts = [str(v) for v in domain]
-    close = difflib.get_close_matches(str(value), texts, n=n, cutoff=0.0)
-    by_text = dict(zip(texts, domain, strict=True))
-    return [by_text[t] for t in close]
+        return sorted(domain, key=lambda v: (abs(float(v) - target), v))[:n]  # type: ignore[arg-type]
+    texts = {str(v): v for v in domain}
+    return [texts[t] for t in difflib.get_close_matches(str(value), list(texts), n, 0.0)]
 
 
 def _show(value: object) -> str:

@@ -229,3 +229,17 @@ def test_interval_arithmetic():
     assert a.scale(2).integral
     assert not a.scale(1.5).integral
     assert Interval(-7, 5).magnitude == 7
+
+
+@pytest.mark.parametrize(
+    ("arg", "fits"),
+    [
+        ("CAST(read_score + 7 AS TINYINT)", True),  # up to 127 exactly
+        ("CAST(read_score + 8 AS TINYINT)", False),
+        ("CAST(read_score - 208 AS TINYINT)", True),  # down to -128 exactly
+        ("CAST(read_score - 209 AS TINYINT)", False),
+    ],
+)
+def test_a_narrowing_cast_is_accepted_exactly_when_its_type_holds_the_interval(arg, fits):
+    result = parse_query(f"SELECT SUM({arg}) FROM ks2")
+    assert isinstance(result, QueryPlan) is fits

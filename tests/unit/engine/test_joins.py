@@ -196,3 +196,14 @@ def test_two_spellings_of_a_self_join_share_one_plan():
     )
     assert a.normalised() == b.normalised()
     assert a.pinned_years == frozenset({"census_2"})
+
+
+def test_a_refused_public_join_names_the_columns_that_may_be_used():
+    result = parse_query(
+        "SELECT COUNT(*) FROM census JOIN local_authorities l ON l.region = census.region"
+    )
+    assert result.reasons[0].message == (
+        "local_authorities joins only many-to-one on its key la_code, from a column that "
+        "references it (census.la_code, pupils.la_code, schools.la_code), not "
+        "census.region = local_authorities.region"
+    )

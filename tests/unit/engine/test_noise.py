@@ -279,3 +279,39 @@ def dp_accuracy(scale):
     import opendp.prelude as dp
 
     return dp.discrete_laplacian_scale_to_accuracy(scale, noise.ALPHA)
+
+
+def test_the_privacy_check_message_is_exact():
+    with pytest.raises(noise.PrivacyError) as info:
+        noise.check_map(2.0, 1.0)
+    assert str(info.value) == "a measurement's privacy loss exceeds its share of epsilon"
+
+
+def test_only_quantiles_have_an_alpha():
+    with pytest.raises(ValueError, match="^n is not a quantile$"):
+        noise._alpha(parse_query("SELECT COUNT(*) AS n FROM ks2").aggregates[0])
+
+
+def test_a_quantile_before_other_aggregates_keeps_them_all():
+    plan, compiled = prepared("SELECT MEDIAN(read_score) AS m, COUNT(*) AS n FROM ks2")
+    assert [e.label for e in noise.expected_errors(plan, compiled, 1_000_000)] == ["m", "n"]
+    out = noise.release(plan, compiled, [([100.0] * 50, 50)], 1_000_000, 0)
+    assert out.columns == ["m", "n"]
+    assert out.bound == compiled.bound.rows == 1
+    assert isinstance(out.rows[0][1], int)
+    [note] = out.notes
+    cands = len(noise._candidates(plan.aggregates[0]))
+    scale = noise._quantile_meas(tuple(noise._candidates(plan.aggregates[0])), 0.5, 1, 0.5)[1]
+    assert f"among {cands} catalogue candidates" in note
+    assert f"within about ±{noise.quantile_rank_error(scale, cands)} pupils" in note
+
+
+def test_an_epsilon_too_small_to_calibrate_is_unusable_input():
+    """A share of one micro-epsilon cannot calibrate a sum whose sensitivity is in the
+    billions (20 rows x 800 million units): refused before anything is charged."""
+    plan, compiled = prepared("SELECT SUM(sessions_possible * 2000000) FROM absence")
+    with pytest.raises(UsageError) as info:
+        noise.expected_errors(plan, compiled, 1)
+    assert info.value.message == (
+        "epsilon 0.000001 is too small to calibrate this query's noise: ask for more"
+    )

@@ -122,3 +122,37 @@ def test_error_bounds_round_up_to_three_significant_figures(x, up):
 )  # fmt: skip
 def test_sums_return_to_the_columns_units(units, resolution, value):
     assert unit_value(units, resolution) == value
+
+
+def test_only_the_first_count_decides_suppression():
+    p = plan("SELECT sen_provision, COUNT(*) AS a, COUNT(*) AS b FROM census GROUP BY 1")
+    measured = [Noisy(p.aggregates[0], [50, 2, 50], 3.0), Noisy(p.aggregates[1], [2, 50, 50], 3.0)]
+    out = present(p, measured, min_cell_count=10, bound=1)
+    assert [r[1:] for r in out.rows] == [[50, 2], [None, None], [50, 50]]
+
+
+def test_an_average_of_a_real_column_is_back_in_its_units():
+    p = plan("SELECT AVG(attainment8) AS a FROM ks4")
+    out = present(p, [Noisy(p.aggregates[0], [460_000], 150.0, [100], 2.0)], 0, 1)
+    assert out.rows == [[46.0]]  # 460,000 hundredths over 100 pupils
+    assert out.errors == [[0.955]]  # (4600 + 1.5) / 98 - 46 = 0.954..., rounded up
+
+
+def test_an_averages_count_of_zero_is_a_small_cell():
+    p = plan("SELECT AVG(nc_year) AS a FROM census")
+    out = present(p, [Noisy(p.aggregates[0], [0], 3.0, [0], 3.0)], min_cell_count=1, bound=1)
+    assert out.rows == [[None]]
+    assert out.suppressed == 1
+
+
+@pytest.mark.parametrize(
+    ("s", "c", "c_half", "expected"),
+    [
+        (7.0, 1, 0.5, (7.0, 7.0)),  # one pupil is still a count: 7 / 0.5 = 14 at worst
+        (10.0, 5, 5.0, (2.0, 198.0)),  # count minus its error is 0: the upper bound
+        (10.0, 6, 5.0, (1.6667, 8.34)),  # count minus its error is 1
+        (1.0, 3, 0.0, (0.3333, 0.0)),  # four decimals
+    ],
+)
+def test_averages_at_their_edges(s, c, c_half, expected):
+    assert ratio(s, 0.0, c, c_half, Aggregate("avg", "a", None, 0, 200)) == expected

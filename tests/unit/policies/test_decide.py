@@ -442,3 +442,11 @@ def test_a_project_is_approved_for_the_sensitive_columns_it_asks_for():
     assert ok.allowed
     upn = check_project(POLICY, project(approved_columns=frozenset({"census.pupil_id"})))
     assert upn.codes == ("direct_identifier",)
+
+
+def test_the_smallest_epsilon_is_positive_and_an_overspent_cap_shows_zero_left():
+    assert codes(epsilon_micro=1) == ()
+    over = decide(facts(dataset_spent_micro=POLICY.epsilon.dataset_cap + 5))
+    assert [r.message for r in over.reasons] == [
+        "the dataset-wide privacy cap has 0 left; this query needs 0.5"
+    ]
