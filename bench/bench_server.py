@@ -43,6 +43,7 @@ from safesetting import administration as admin  # noqa: E402
 from safesetting.control import open_control  # noqa: E402
 from safesetting.home import Home  # noqa: E402
 from safesetting.service import QueryService  # noqa: E402
+from synthetic.codes import REGION_NAMES  # noqa: E402
 from synthetic.load import generate_database  # noqa: E402
 
 CACHED_SQL = "SELECT region, COUNT(*) AS n FROM census WHERE academic_year = 2023 GROUP BY region"
@@ -55,10 +56,15 @@ RUN = secrets.randbelow(10**9) * 10**4  # the release cache spans runs and proje
 
 
 def fresh_sql(i: int) -> str:
-    """A different plan every time, in this run and any other (nothing from the cache)."""
+    """A different plan every time, in this run and (almost surely) any other, so nothing
+    comes from the cache: one of ~2 million pairs of non-empty subsets of year groups and
+    regions (every value in a filter must be a public one)."""
+    k = RUN + i
+    years = [str(y) for y in range(12) if (k % 4095 + 1) >> y & 1]
+    regions = [f"'{r}'" for b, r in enumerate(REGION_NAMES) if ((k // 4095) % 511 + 1) >> b & 1]
     return (
-        "SELECT region, COUNT(*) AS n FROM census "
-        f"WHERE academic_year = 2023 AND nc_year >= {-(RUN + i)} GROUP BY region"
+        "SELECT region, COUNT(*) AS n FROM census WHERE academic_year = 2023 "
+        f"AND nc_year IN ({', '.join(years)}) AND region IN ({', '.join(regions)}) GROUP BY region"
     )
 
 

@@ -16,6 +16,7 @@ import audit
 from safesetting.cli import cli
 from safesetting.db import engine_for
 from safesetting.store import tables as t
+from synthetic.codes import REGION_NAMES
 from tests.server.conftest import kill_server, populate, start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -26,8 +27,14 @@ EPSILON = "0.1"
 
 
 def distinct_sql(i: int) -> str:
-    """A different plan for every i, so nothing is answered from the cache."""
-    return f"SELECT COUNT(*) AS n FROM census WHERE academic_year >= {1000 + i}"
+    """A different plan for every i below 12,960, so nothing is answered from the cache."""
+    year, nc_year, region = 2006 + i % 20, i // 20 % 12, REGION_NAMES[i // 240 % 9]
+    fsm, sen = ("TRUE", "FALSE")[i // 2160 % 2], "NKE"[i // 4320 % 3]
+    return (
+        "SELECT COUNT(*) AS n FROM census WHERE academic_year = "
+        f"{year} AND nc_year = {nc_year} AND region = '{region}' AND fsm_eligible = {fsm} "
+        f"AND sen_provision = '{sen}'"
+    )
 
 
 def ledger_and_log(home):
@@ -138,7 +145,7 @@ def test_kill_9_mid_burst_leaves_ledger_and_log_agreeing(runner, tmp_path, npd_s
     # After a restart the service carries on from the same ledger and log.
     served = start_server(setting.home, workers=2, log=tmp_path / "server.log")
     try:
-        body = {"sql": distinct_sql(20_000), "project": "gaps", "epsilon": EPSILON}
+        body = {"sql": distinct_sql(2_000), "project": "gaps", "epsilon": EPSILON}
         r = httpx.post(f"{served.url}/v1/queries", headers=headers, timeout=60, json=body)
         assert r.status_code == 200, r.text
         budget = httpx.get(f"{served.url}/v1/projects/gaps/budget", headers=headers).json()
