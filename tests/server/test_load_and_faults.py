@@ -29,11 +29,11 @@ EPSILON = "0.1"
 def distinct_sql(i: int) -> str:
     """A different plan for every i below 12,960, so nothing is answered from the cache."""
     year, nc_year, region = 2006 + i % 20, i // 20 % 12, REGION_NAMES[i // 240 % 9]
-    fsm, sen = ("TRUE", "FALSE")[i // 2160 % 2], "NKE"[i // 4320 % 3]
+    fsm, language = ("TRUE", "FALSE")[i // 2160 % 2], ("ENG", "OTH", "UNC")[i // 4320 % 3]
     return (
         "SELECT COUNT(*) AS n FROM census WHERE academic_year = "
         f"{year} AND nc_year = {nc_year} AND region = '{region}' AND fsm_eligible = {fsm} "
-        f"AND sen_provision = '{sen}'"
+        f"AND language_group = '{language}'"
     )
 
 
