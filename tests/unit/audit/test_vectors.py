@@ -1,10 +1,9 @@
-"""The Merkle and JCS code against test vectors written by other projects (../shared)."""
+"""The Merkle and JCS code against test vectors written by other projects (tests/vectors)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,8 @@ from audit import (
     verify_inclusion,
 )
 
-# ../shared/testvectors beside the repository, as the project keeps them (not copied in).
-VECTORS = Path(
-    os.environ.get("SAFESETTING_TESTVECTORS")
-    or Path(__file__).resolve().parents[3].parent / "shared" / "testvectors"
-)
+# Copied into the repository with their sources and licences (tests/vectors/README.md).
+VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 MERKLE = VECTORS / "merkle"
 JCS = VECTORS / "jcs" / "testdata"
 
