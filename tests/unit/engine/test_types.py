@@ -182,3 +182,16 @@ def test_messages_name_the_column_the_type_and_the_nearest_values():
     assert messages["type_mismatch"] == (
         "census.region is VARCHAR: compare it with a quoted value such as 'X', not -1"
     )
+
+
+def test_a_number_column_without_known_values_needs_only_its_type():
+    """A data file without schools gives census.urn an empty list: a threshold can then be
+    checked against the type alone (and the refusal of `=` names no nearest values)."""
+    from safesetting.engine.parse import Catalogue
+
+    empty = Catalogue(ref_domains={"schools.urn": ()})
+    assert isinstance(parse_query("SELECT COUNT(*) FROM census WHERE urn > 5", empty), QueryPlan)
+    refused = parse_query("SELECT COUNT(*) FROM census WHERE urn = 5", empty)
+    assert refused.reasons[0].message == (
+        "census.urn has no value 5; the nearest of its public values: "
+    )
