@@ -185,9 +185,10 @@ def argument(arg: exp.Expression, aliases: dict[str, str]) -> exp.Expression:
     typed as in filters. On data within the declared bounds this is the same value."""
     if isinstance(arg, exp.Column):
         col = declared(arg, aliases)
+        if col.bounds is None:  # the parser admits only bounded columns here
+            raise ValueError(f"{arg.sql()} has no declared bounds")
         widened = _as(arg.copy(), "BIGINT" if col.dtype != "DOUBLE" else "DOUBLE")
-        lo, hi = col.bounds or (0, 1)
-        return _clamp(widened, lo, hi, nullable=col.nullable)
+        return _clamp(widened, *col.bounds, nullable=col.nullable)
     if (
         isinstance(arg, exp.Cast)
         and isinstance(arg.this, exp.Column)

@@ -98,3 +98,21 @@ def test_retention_applies_to_every_pupil_table_of_a_join(con):
     assert got == {(0, "value"): [0]}  # pupil 1's KS2 and pupil 2's KS4 are too old
     got, _ = vectors(con, "SELECT COUNT(*) FROM ks2 JOIN ks4 USING (pupil_id)", min_year=2010)
     assert got == {(0, "value"): [2]}
+
+
+def test_a_cast_column_is_clamped_where_it_is_read_too(con):
+    con.execute("INSERT INTO ks2 VALUES (1, 2020, 32767, 100, 100, 'EXS', TRUE)")
+    got, _ = vectors(
+        con, "SELECT SUM(CAST(read_score AS DOUBLE)), SUM(CAST(rwm_expected AS INTEGER)) FROM ks2"
+    )
+    assert got[(0, "value")] == [120 * 100]  # in hundredths: 32767 read as 120
+    assert got[(1, "value")] == [1]
+
+
+def test_an_argument_never_reads_a_column_without_bounds():
+    from sqlglot import exp
+
+    from safesetting.engine.compile import argument
+
+    with pytest.raises(ValueError, match="no declared bounds"):
+        argument(exp.column("region", table="census"), {"census": "census"})

@@ -315,3 +315,13 @@ def test_an_epsilon_too_small_to_calibrate_is_unusable_input():
     assert info.value.message == (
         "epsilon 0.000001 is too small to calibrate this query's noise: ask for more"
     )
+
+
+def test_gather_reads_every_row_past_a_dropped_one():
+    plan, compiled = prepared(
+        "SELECT sen_provision, SUM(nc_year), MEDIAN(nc_year) FROM census GROUP BY 1"
+    )
+    rows = [(None, 7, [5]), ("N", None, [1]), ("K", 3, [2, None])]
+    vectors = noise.gather(plan, compiled, rows)
+    assert vectors[(0, "value")] == [0, 3, 0]
+    assert vectors[(1, "values")] == [[1.0], [2.0], []]

@@ -195,3 +195,9 @@ def test_a_number_column_without_known_values_needs_only_its_type():
     assert refused.reasons[0].message == (
         "census.urn has no value 5; the nearest of its public values: "
     )
+
+
+def test_text_against_a_number_column_says_a_whole_number():
+    assert refusal("SELECT COUNT(*) FROM census WHERE nc_year = '6'")["type_mismatch"] == (
+        "census.nc_year is SMALLINT: compare it with a whole number, not '6'"
+    )
