@@ -201,3 +201,45 @@ def test_text_against_a_number_column_says_a_whole_number():
     assert refusal("SELECT COUNT(*) FROM census WHERE nc_year = '6'")["type_mismatch"] == (
         "census.nc_year is SMALLINT: compare it with a whole number, not '6'"
     )
+
+
+@pytest.mark.parametrize(
+    ("where", "shown"),
+    [
+        ("sen_provision = TRUE", "not TRUE"),
+        ("sen_provision = FALSE", "not FALSE"),
+        ("nc_year = 'it''s'", "not 'it''s'"),
+        ("nc_year = '" + "x" * 45 + "'", "not '" + "x" * 40 + "…'"),
+        ("nc_year = '" + "y" * 40 + "'", "not '" + "y" * 40 + "'"),
+        ("nc_year = 'A123456789012'", "not (a value shaped like an identifier)"),
+    ],
+)
+def test_a_refused_value_is_shown_as_written_but_never_an_identifier(where, shown):
+    message = refusal(f"SELECT COUNT(*) FROM census WHERE {where}")["type_mismatch"]
+    assert message.endswith(shown)
+
+
+def test_whole_numbers_must_fit_their_column_type_exactly():
+    from safesetting.engine.parse import Catalogue
+
+    empty = Catalogue(ref_domains={"schools.urn": ()})  # no known values: the type alone
+    for ok in ("urn >= -2147483648", "urn <= 2147483647"):
+        assert isinstance(parse_query(f"SELECT COUNT(*) FROM census WHERE {ok}", empty), QueryPlan)
+    for bad in ("urn >= -2147483649", "urn <= 2147483648"):
+        refused = parse_query(f"SELECT COUNT(*) FROM census WHERE {bad}", empty)
+        assert [r.code for r in refused.reasons] == ["type_mismatch"]
+
+
+def test_real_thresholds_up_to_ten_to_the_fifteenth_are_numbers():
+    assert set(refusal("SELECT COUNT(*) FROM ks4 WHERE attainment8 > 1e15")) == {
+        "value_not_in_domain"
+    }
+    assert set(refusal("SELECT COUNT(*) FROM ks4 WHERE attainment8 > 1.000001e15")) == {
+        "type_mismatch"
+    }
+
+
+def test_a_literal_error_reads_as_its_message():
+    from safesetting.engine.types import LiteralError
+
+    assert str(LiteralError("type_mismatch", "x is VARCHAR")) == "x is VARCHAR"
