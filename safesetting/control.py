@@ -1,9 +1,11 @@
 """Opening a home's control plane: policy, control database, audit log, in one place.
 
-``open_control(home)`` writes the default ``policy.toml`` on first use, loads and validates
-it, migrates the control database, prepares the audit tables, and logs ``policy.changed``
-when the policy file's SHA-256 differs from the last one recorded. The CLI, the service
-and the server all start here.
+``init_home(home)`` creates a home: the folder, the commented default ``policy.toml``, the
+checkpoint signing key and the control database. ``open_control(home)`` refuses a folder
+that is not a home (exit 2, naming ``safesetting init``) and never creates one; it loads and
+validates the policy, migrates the control database, prepares the audit tables, and logs
+``policy.changed`` when the policy file's SHA-256 differs from the last one recorded. The
+CLI, the service and the server all start here.
 """
 
 from __future__ import annotations
@@ -87,13 +89,33 @@ class Control:
 
 
 def load_home_policy(home: Home) -> tuple[Policy, str]:
-    """The home's policy and digest, writing the commented default on first use."""
-    home.ensure()
-    write_default_policy(home.policy)
+    """The home's policy and digest (the home must exist: see ``init_home``)."""
+    home.require()
     try:
         return load_policy(home.policy)
     except PolicyFileError as exc:
         raise UsageError(f"policy: {exc}") from None
+
+
+def init_home(home: Home, *, actor: str | None = None) -> list[str]:
+    """Create ``home`` (or complete it) and return what was created, by file name.
+
+    Only ``safesetting init``, ``data generate`` and ``demo`` call this; every other
+    command opens an existing home and refuses a missing one.
+    """
+    created: list[str] = []
+    home.ensure()
+    if write_default_policy(home.policy):
+        created.append(home.policy.name)
+    had_key = home.signing_key.exists()
+    had_db = not home.db_url.startswith("sqlite") or home.control_db.exists()
+    control = open_control(home, actor=actor)
+    _ = control.signing_key  # written now, not by whichever command happens to run first
+    if not had_key:
+        created.append(home.signing_key.name)
+    if not had_db:
+        created.append(home.control_db.name)
+    return created
 
 
 def open_control(home: Home, *, actor: str | None = None) -> Control:

@@ -72,7 +72,5 @@ def _create(url: str) -> sa.Engine:
 
 
 def engine_for(home: Home) -> sa.Engine:
-    """The control-database engine for a home (creating the home folder for SQLite)."""
-    if home.db_url.startswith("sqlite"):
-        home.ensure()
+    """The control-database engine for a home (which must exist: nothing is created here)."""
     return make_engine(home.db_url)

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, settings
 
+from safesetting.control import init_home
+from safesetting.home import Home
 from synthetic.load import generate_database
 
 # Property tests: a fixed seed by default (CI is reproducible); reviewers can search much
@@ -61,15 +63,17 @@ def npd_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def npd_small_home(npd_small: Path) -> Path:
-    """A home folder (``--home``) whose ``npd.duckdb`` is ``npd_small``."""
+    """A home folder (``--home``) whose ``npd.duckdb`` is ``npd_small`` (made by ``init``)."""
+    init_home(Home(npd_small.parent))
     return npd_small.parent
 
 
 @pytest.fixture
 def npd_tiny(tmp_path: Path) -> Path:
-    """A private 3,000-pupil NPD that a test may change (about 0.5 s)."""
+    """A private 3,000-pupil NPD that a test may change (about 0.5 s), in a home of its own."""
     path = tmp_path / "home" / "npd.duckdb"
     generate_database(path, 3_000, seed=1, years="2016-2020")
+    init_home(Home(path.parent))
     return path
 
 

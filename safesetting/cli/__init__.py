@@ -16,6 +16,7 @@ from safesetting.cli.common import Context
 
 # command name -> "module:attribute"
 GROUPS: dict[str, str] = {
+    "init": "safesetting.cli.init:init",
     "data": "safesetting.cli.data:data",
     "admin": "safesetting.cli.admin:admin",
     "query": "safesetting.cli.query:query",

@@ -28,14 +28,14 @@ from safesetting.errors import IntegrityError, NotFoundError, Reason, UsageError
 
 
 def _engine(ctx: Context) -> sa.Engine:
-    engine = engine_for(ctx.home)
+    engine = engine_for(ctx.home.require())
     audit.create_schema(engine)
     return engine
 
 
 def _key(ctx: Context) -> audit.SigningKey:
     try:
-        return audit.load_or_create_key(ctx.home.signing_key)
+        return audit.load_or_create_key(ctx.home.require().signing_key)
     except audit.KeyFileError as exc:
         raise IntegrityError(str(exc)) from exc
 

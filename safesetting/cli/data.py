@@ -84,7 +84,7 @@ def data() -> None:
 @pass_context
 @handle_errors
 def generate(ctx: Context, pupils: str, seed: str, years: str, force: bool, as_json: bool) -> None:
-    """Generate synthetic pupil records into HOME/npd.duckdb.
+    """Generate synthetic pupil records into HOME/npd.duckdb (creating HOME if needed).
 
     Pupils move through Reception to Year 11 across the years generated, sit KS2 and KS4,
     and are calibrated to published national figures. The database is written to a
@@ -113,6 +113,9 @@ def generate(ctx: Context, pupils: str, seed: str, years: str, force: bool, as_j
                 version = generate_database(target, n, s, year_range, force, progress)
     except GenerationError as exc:
         raise UsageError(str(exc)) from None
+    from safesetting.control import init_home  # the home it wrote into, complete
+
+    init_home(ctx.home)
     summary = {**version.to_json(), "seconds": round(version.seconds or 0.0, 2)}
     summary["path"] = str(target)
     if as_json:

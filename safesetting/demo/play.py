@@ -22,7 +22,7 @@ import sqlalchemy as sa
 import audit
 from audit.merkle import extend_frontier
 from safesetting import administration as admin
-from safesetting.control import Control, open_control
+from safesetting.control import Control, init_home, open_control
 from safesetting.db import dispose_engines
 from safesetting.demo import story
 from safesetting.demo.story import Step
@@ -356,6 +356,7 @@ def run_demo(
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     home, data_seconds = prepare_home(out, pupils, seed, say)
+    init_home(home, actor=OPERATOR)
     control = open_control(home, actor=OPERATOR)
     run = DemoRun(
         out=out,

@@ -11,25 +11,38 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path(os.environ.get("SAFESETTING_CHROMIUM", "/usr/bin/chromium"))
+
+def chromium() -> Path:
+    """Debian's Chromium, or the one ``SAFESETTING_CHROMIUM`` names."""
+    return Path(os.environ.get("SAFESETTING_CHROMIUM", "/usr/bin/chromium"))
 
 
-def _unavailable(reason: str):
+def unavailable(reason: str):
+    """Skip with ``reason`` (one line naming the fix); with ``CI=true``, fail instead."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} (CI installs it: see .ci/run)")
     pytest.skip(reason)
 
 
+def require_browser() -> Path:
+    """The Chromium to drive, once Playwright and the browser are both there."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("playwright is not installed: pip install -e '.[test]'")
+    path = chromium()
+    if not path.exists():
+        unavailable(f"no Chromium at {path}: apt-get install chromium (or SAFESETTING_CHROMIUM)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[test]')")
-    if not CHROMIUM.exists():
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    path = require_browser()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=str(path), args=["--no-sandbox"])
         yield browser
         browser.close()
 

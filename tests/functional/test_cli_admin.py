@@ -21,8 +21,10 @@ from tests.functional.admin_helpers import (
 
 
 @pytest.fixture
-def home(tmp_path):
-    return tmp_path / "home"
+def home(tmp_path, runner):
+    home = tmp_path / "home"
+    run(runner, home, "init")
+    return home
 
 
 def test_first_use_writes_policy_and_logs_it(runner, home):

@@ -19,6 +19,7 @@ PAST = "2020-01-01"
 @pytest.fixture
 def home(tmp_path, runner):
     home = tmp_path / "home"
+    run(runner, home, "init")
     add_researcher(runner, home, "ada")
     add_researcher(runner, home, "aud", role="auditor")
     add_project(runner, home, "gaps")

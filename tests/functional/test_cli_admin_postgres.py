@@ -27,6 +27,7 @@ def db_url(pg_url, monkeypatch):
 
 def test_admin_flow_on_postgres(runner, tmp_path, db_url):
     home = tmp_path / "home"
+    run(runner, home, "init")
     token = add_researcher(runner, home)
     add_project(runner, home)
     assert not (home / "control.db").exists()

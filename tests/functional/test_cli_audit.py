@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 import audit
+from policies.load import write_default_policy
 from safesetting.cli import cli
 from safesetting.db import engine_for
 from safesetting.home import Home
@@ -23,7 +24,11 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
+    """An empty home folder (made by hand: `init` would log its policy)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    write_default_policy(home / "policy.toml")
+    return home
 
 
 def run(runner, home: Path, *args: str, code: int = 0):

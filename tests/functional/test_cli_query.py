@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 
 import audit
 from safesetting.cli import cli
@@ -30,6 +31,7 @@ def home(tmp_path, npd_small) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     os.symlink(npd_small, home / "npd.duckdb")
+    run(CliRunner(), home, "init")
     return home
 
 

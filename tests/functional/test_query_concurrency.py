@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 import audit
 from safesetting.administration import add_researcher, approve_project
-from safesetting.control import open_control
+from safesetting.control import init_home, open_control
 from safesetting.home import Home
 from safesetting.store import tables as t
 
@@ -43,6 +43,7 @@ def setting(request, tmp_path, npd_small, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     os.symlink(npd_small, home / "npd.duckdb")
+    init_home(Home(home))
     control = open_control(Home(home), actor="admin:test")
     token = add_researcher(
         control, "ada", organisation="UCL", role="researcher", accredited_until="2031-01-01"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 
 from safesetting.cli import cli
 from safesetting.engine import execute
@@ -26,6 +27,7 @@ def home(tmp_path, npd_small) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     os.symlink(npd_small, home / "npd.duckdb")
+    run(CliRunner(), home, "init")
     return home
 
 
@@ -177,6 +179,7 @@ def test_a_data_file_without_the_declared_constraints_is_not_served(runner, tmp_
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(npd_small, home / "npd.duckdb")
+    run(runner, home, "init")
     con = duckdb.connect(str(home / "npd.duckdb"))
     con.execute("CREATE TABLE plain AS SELECT * FROM exclusions")
     con.execute("DROP TABLE exclusions")

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from safesetting import administration as admin
-from safesetting.control import open_control
+from safesetting.control import init_home, open_control
 from safesetting.db import dispose_engines
 from safesetting.home import Home
 from safesetting.server import create_app
@@ -73,6 +73,7 @@ def populate(home_dir: Path, npd: Path, *, budget: str = "1") -> Setting:
     home_dir.mkdir(parents=True, exist_ok=True)
     (home_dir / "npd.duckdb").symlink_to(npd)
     home = Home.resolve(home_dir)
+    init_home(home)
     control = open_control(home)
     tokens = {}
     for rid, role in (("ada", "researcher"), ("bob", "researcher"), ("aud", "auditor"),
