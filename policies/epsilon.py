@@ -13,6 +13,9 @@ from typing import Final
 
 MICRO_PER_EPSILON: Final = 1_000_000
 MAX_EPSILON_MICRO: Final = 1_000_000 * MICRO_PER_EPSILON  # anything above is absurd
+MAX_EPSILON_TEXT: Final = 64  # characters of ε text read at all
+_LARGEST_DIGIT: Final = 6  # 10^6 ε: the leading digit of an ε that is not absurd
+_MICRO_DIGITS: Final = 6  # decimals in one micro-ε
 
 
 def to_micro(value: int | str | Decimal | Fraction) -> int:
@@ -29,6 +32,8 @@ def to_micro(value: int | str | Decimal | Fraction) -> int:
         raise ValueError(f"epsilon must be a number, not {type(value).__name__}")
     parsed: Decimal | Fraction
     if isinstance(value, str):
+        if len(value) > MAX_EPSILON_TEXT:
+            raise ValueError(f"epsilon text is longer than {MAX_EPSILON_TEXT} characters")
         try:
             parsed = Decimal(value.strip())
         except InvalidOperation:
@@ -37,6 +42,15 @@ def to_micro(value: int | str | Decimal | Fraction) -> int:
         parsed = value if isinstance(value, Decimal | Fraction) else Decimal(value)
     if isinstance(parsed, Decimal) and not parsed.is_finite():
         raise ValueError(f"epsilon {value} is not a finite number")
+    if isinstance(parsed, Decimal) and parsed:
+        # Decide by the exponent before any exact arithmetic: Fraction(Decimal("1e99999999"))
+        # would build a number with a hundred million digits (one request, one dead worker).
+        if parsed.adjusted() > _LARGEST_DIGIT:
+            raise ValueError(f"epsilon {value} is absurdly large")
+        _sign, digits, exponent = parsed.as_tuple()
+        trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        if int(exponent) + trailing_zeros < -_MICRO_DIGITS:
+            raise ValueError(f"epsilon {value} is more precise than one micro-epsilon (0.000001)")
     micro = Fraction(parsed) * MICRO_PER_EPSILON
     if micro.denominator != 1:
         raise ValueError(f"epsilon {value} is more precise than one micro-epsilon (0.000001)")

@@ -92,12 +92,12 @@ def data_info(db_path: Path) -> DataInfo:
 
 def parse_epsilon_text(value: object) -> int:
     """ε as typed by a person (``0.5``) → exact micro-ε; unusable input otherwise."""
+    text = str(value)
+    shown = repr(value) if len(text) <= 24 else f"{text[:24]!r}… ({len(text)} characters)"
     try:
-        micro = to_micro(str(Decimal(str(value))))
+        micro = to_micro(text if isinstance(value, str) else str(Decimal(text)))
     except (ValueError, InvalidOperation):
-        raise UsageError(
-            f"epsilon must be a number with at most 6 decimals, not {value!r}"
-        ) from None
+        raise UsageError(f"epsilon must be a number with at most 6 decimals, not {shown}") from None
     if micro <= 0:
         raise UsageError("epsilon must be greater than 0")
     return micro

@@ -41,3 +41,16 @@ def test_a_failure_after_the_debit_is_a_fixed_500(client, setting, monkeypatch):
     assert "INT32" not in r.text
     assert body["incident"] in (setting.home.root / "incidents.log").read_text()
     assert budget(client, setting) == 0.1
+
+
+@pytest.mark.parametrize("epsilon", ["1e99999999", "1e-99999999", "-1e99999999", 1e308])
+def test_an_epsilon_built_to_exhaust_a_worker_is_a_prompt_audited_422(client, setting, epsilon):
+    """`1e99999999` made the ε parser build a hundred-million-digit number under the GIL: the
+    worker was killed with requests in flight and nothing on the record."""
+    before = len(entries(client, setting))
+    r = query(client, setting, epsilon=epsilon)
+    body = assert_envelope(r, 422, "bad_input")
+    assert "epsilon" in body["error"]["message"]
+    new = entries(client, setting)[before:]
+    assert [(e["action"], e["reasons"]) for e in new] == [("query.invalid", ["epsilon_invalid"])]
+    assert budget(client, setting) == 0

@@ -74,6 +74,53 @@ def test_to_micro_refuses(value):
         to_micro(value)
 
 
+HOSTILE_EPSILONS = [
+    "1e99999999",  # Fraction() of this would hold a 100-million-digit number
+    "-1e99999999",
+    "1e-99999999",  # ... and of this a 100-million-digit denominator
+    "1" + "0" * 60,
+    "0." + "0" * 60 + "1",
+    "9" * 65,  # longer than any ε anyone types
+    Decimal("1e999999"),
+    Decimal("1e-999999"),
+]
+
+
+def test_hostile_epsilon_text_is_refused_at_once():
+    """Decided from the exponent, before any exact arithmetic: a child process that has not
+    refused all of them within 10 s fails (each takes microseconds; the old code hung)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from decimal import Decimal\n"
+        "from policies.epsilon import to_micro\n"
+        f"for value in {HOSTILE_EPSILONS!r}:\n"
+        "    try:\n"
+        "        to_micro(value)\n"
+        "    except ValueError as exc:\n"
+        "        print(exc)\n"
+        "    else:\n"
+        "        print('ACCEPTED', value)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=10, check=True
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(HOSTILE_EPSILONS)
+    assert not [line for line in lines if line.startswith("ACCEPTED")]
+    assert "longer than 64 characters" in lines[5]
+
+
+@pytest.mark.parametrize(
+    ("value", "micro"),
+    [("1e6", 10**12), ("1E+6", 10**12), ("0.5000000000", 500_000), ("1e-6", 1),
+     ("1.000001", 1_000_001), ("0e-99999999", 0), (Decimal("5E-1"), 500_000)],
+)  # fmt: skip
+def test_exponents_and_trailing_zeros_still_mean_what_they_say(value, micro):
+    assert to_micro(value) == micro
+
+
 def test_tenths_add_up_exactly():
     assert sum(to_micro("0.1") for _ in range(10)) == to_micro(1)
     assert format_epsilon(to_micro("0.1") * 3) == "0.3"
