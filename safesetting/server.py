@@ -31,7 +31,7 @@ import audit
 from audit.publish import ProofError, consistency_bundle, inclusion_bundle
 from policies.reasons import reason
 from safesetting import __version__
-from safesetting.api.errors import EXCEPTION_HANDLERS, EnvelopeRoute, refusal
+from safesetting.api.errors import EXCEPTION_HANDLERS, BadRequestError, EnvelopeRoute, refusal
 from safesetting.api.headers import SecurityHeadersMiddleware
 from safesetting.api.limits import BodyLimitMiddleware
 from safesetting.api.models import (
@@ -75,6 +75,7 @@ _bearer = HTTPBearer(auto_error=False, description="The token shown once at regi
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "model": ErrorBody}
     for status, text in {
+        400: "More than one Authorization header (error envelope)",
         401: "No, unknown, revoked or expired token (error envelope)",
         403: "Wrong role, or refused by the policy (error envelope; a refused query's "
         "QueryResult under `result`)",
@@ -89,9 +90,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def token_of(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str | None:
-    """The bearer token, or None (a missing or non-Bearer header is "no token")."""
+    """The bearer token, or None (a missing or non-Bearer header is "no token").
+
+    Two ``Authorization`` headers are a 400: which one a proxy, a log and this server each
+    read could differ.
+    """
+    if len(request.headers.getlist("authorization")) > 1:
+        raise BadRequestError("more than one Authorization header")
     return credentials.credentials if credentials else None
 
 

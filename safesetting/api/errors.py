@@ -15,9 +15,11 @@ and answered with an incident id only: their text could hold anything.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -34,6 +36,7 @@ from safesetting.errors import (
     UsageError,
     envelope_for,
 )
+from safesetting.incidents import record_incident
 from safesetting.results import QueryResult
 
 log = logging.getLogger("safesetting.server")
@@ -42,6 +45,13 @@ log = logging.getLogger("safesetting.server")
 class MethodNotAllowedError(UsageError):
     http_status = 405
     kind = "method_not_allowed"
+
+
+class BadRequestError(UsageError):
+    """A request no reading of which is safe (say, two Authorization headers)."""
+
+    http_status = 400
+    kind = "bad_request"
 
 
 class BodyTooLargeError(UsageError):
@@ -56,15 +66,20 @@ def error_response(
     *,
     result: QueryResult | None = None,
     headers: dict[str, str] | None = None,
+    home: Path | None = None,
 ) -> JSONResponse:
     """The JSON response for ``exc``: envelope, status from ``envelope_for``, nothing else.
 
-    Unknown exceptions get a fresh incident id, logged server-side with the traceback.
+    Unknown exceptions get a fresh incident id; the traceback goes to ``home``'s
+    ``incidents.log`` (when the app serves a home) and the server log, keyed by that id.
     """
     incident = None
     if not isinstance(exc, SafeSettingError):
         incident = uuid.uuid4().hex[:12]
         log.error("incident %s: unhandled %s", incident, type(exc).__name__, exc_info=exc)
+        if home is not None:
+            with contextlib.suppress(OSError):
+                record_incident(home, incident, "HTTP request", exc)
     envelope, _code, status = envelope_for(exc, incident)
     body = envelope.to_json()
     if result is not None:
@@ -72,6 +87,12 @@ def error_response(
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="safesetting"'}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def served_home(request: Request) -> Path | None:
+    """The home folder the app serves, if it serves one (for the incident log)."""
+    state = getattr(request.app.state, "safesetting", None)
+    return state.control.home.root if state is not None else None
 
 
 def refusal(result: QueryResult, budget_only: bool) -> JSONResponse:
@@ -100,7 +121,7 @@ async def _on_validation_error(_request: Request, exc: Exception) -> Response:
     return error_response(UsageError(_validation_message(exc)))
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> Response:
+async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return error_response(NotFoundError("no such endpoint"))
@@ -110,7 +131,7 @@ async def _on_http_error(_request: Request, exc: Exception) -> Response:
         return error_response(BodyTooLargeError("request body too large"))
     if 400 <= exc.status_code < 500:
         return error_response(UsageError("bad request"))
-    return error_response(RuntimeError(f"HTTP {exc.status_code}"))
+    return error_response(RuntimeError(f"HTTP {exc.status_code}"), home=served_home(request))
 
 
 EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Coroutine[Any, Any, Response]]] = {
@@ -133,6 +154,6 @@ class EnvelopeRoute(APIRoute):
             except (SafeSettingError, RequestValidationError, StarletteHTTPException):
                 raise  # the handlers above turn these into envelopes
             except Exception as exc:  # noqa: BLE001 - the one place unknown errors become 500s
-                return error_response(exc)
+                return error_response(exc, home=served_home(request))
 
         return guarded

@@ -11,6 +11,7 @@ MAX_SQL_CHARS = 20_000
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 QUERY_ID_PATTERN = r"^[0-9a-f]{1,64}$"
 MAX_ENTRIES = 1000
+MAX_SEQ = 2**53  # log positions and sizes: beyond any log, within every integer type used
 
 ProjectId = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
 
@@ -43,14 +44,14 @@ class EntryFilter(Strict):
 
 class InclusionParams(Strict):
     model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
-    seq: Annotated[int, Field(ge=1)]
-    size: Annotated[int, Field(ge=1)] | None = None
+    seq: Annotated[int, Field(ge=1, le=MAX_SEQ)]
+    size: Annotated[int, Field(ge=1, le=MAX_SEQ)] | None = None
 
 
 class ConsistencyParams(Strict):
     model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
-    old: Annotated[int, Field(ge=0)]
-    new: Annotated[int, Field(ge=0)] | None = None
+    old: Annotated[int, Field(ge=0, le=MAX_SEQ)]
+    new: Annotated[int, Field(ge=0, le=MAX_SEQ)] | None = None
 
 
 # --- response shapes (documentation for /openapi.json; the bodies come from to_json()) ----

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -74,7 +77,10 @@ def handle_errors(f: F) -> F:
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(141)
         except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
-            incident = None if isinstance(exc, SafeSettingError) else uuid.uuid4().hex[:12]
+            incident = None
+            if not isinstance(exc, SafeSettingError):
+                incident = uuid.uuid4().hex[:12]
+                _record(incident, exc)
             envelope, code, _status = envelope_for(exc, incident)
             if kwargs.get("as_json"):
                 print_json(envelope.to_json())
@@ -84,6 +90,25 @@ def handle_errors(f: F) -> F:
             sys.exit(code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def incident_folder() -> Path:
+    """Where this command's incidents go: its home when it has one, else the temp folder."""
+    click_ctx = click.get_current_context(silent=True)
+    context = click_ctx.find_object(Context) if click_ctx else None
+    if context is not None and context.home.root.is_dir():
+        return context.home.root
+    return Path(tempfile.gettempdir())
+
+
+def _record(incident: str, exc: BaseException) -> None:
+    """The traceback behind an incident id, in the incident log (never on the screen)."""
+    from safesetting.incidents import record_incident
+
+    click_ctx = click.get_current_context(silent=True)
+    command = click_ctx.command_path if click_ctx else "safesetting"
+    with contextlib.suppress(OSError):
+        record_incident(incident_folder(), incident, command, exc)
 
 
 def token_option(f: F) -> F:

@@ -175,3 +175,26 @@ def test_a_failed_generation_creates_no_home(runner, elsewhere):
     result = runner.invoke(cli, ["--home", "fresh", "data", "generate", "--pupils", "0"])
     assert result.exit_code == 2
     assert tree(elsewhere) == []
+
+
+def test_an_unexpected_error_prints_an_incident_id_that_leads_to_its_traceback(
+    runner, elsewhere, monkeypatch
+):
+    home = elsewhere / "safesetting-home"
+    runner.invoke(cli, ["init"], catch_exceptions=False)
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("detail for the operator only")
+
+    monkeypatch.setattr("safesetting.administration.list_projects", explode)
+    result = runner.invoke(cli, ["admin", "project", "list"], catch_exceptions=False)
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: internal error (incident ")
+    incident = line.removeprefix("Error: internal error (incident ").removesuffix(")")
+    assert "detail" not in result.output
+    log = (home / "incidents.log").read_text()
+    assert f"incident {incident}: " in log
+    assert "admin project list\n" in log  # the command, never its arguments
+    assert "RuntimeError: detail for the operator only" in log
+    assert oct((home / "incidents.log").stat().st_mode & 0o777) == "0o600"

@@ -174,6 +174,10 @@ def test_internal_error_is_500_with_incident_only(client, setting, monkeypatch, 
     logged = [rec for rec in caplog.records if body["incident"] in rec.getMessage()]
     assert logged
     assert logged[0].exc_info is not None
+    # ... and the id leads the operator to the traceback in the home's incident log.
+    incidents = (setting.home.root / "incidents.log").read_text()
+    assert f"incident {body['incident']}: HTTP request" in incidents
+    assert "RuntimeError: secret detail" in incidents
 
 
 # --- budget, catalogue, audit, transparency ----------------------------------------------
@@ -311,3 +315,30 @@ def test_lifespan_bounds_the_request_threads(setting):
     # A portal thread of its own: other tests (Playwright) may hold this thread's loop.
     with anyio.from_thread.start_blocking_portal() as portal:
         assert portal.call(start) == REQUEST_THREADS
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/audit/proof/consistency", {"old": 2**63, "new": 2**64}),
+        ("/v1/audit/proof/consistency", {"old": 1, "new": 2**63}),
+        ("/v1/audit/proof/inclusion", {"seq": 2**63}),
+        ("/v1/audit/proof/inclusion", {"seq": 1, "size": 10**30}),
+    ],
+)
+def test_log_positions_beyond_any_log_are_a_422_not_a_500(client, setting, path, params):
+    r = client.get(path, params=params, headers=setting.headers("aud"))
+    body = assert_envelope(r, 422, "bad_input")
+    assert "less than or equal to" in body["error"]["message"]
+
+
+def test_two_authorization_headers_are_a_400(client, setting):
+    headers = [
+        ("Authorization", setting.headers("ada")["Authorization"]),
+        ("Authorization", setting.headers("bob")["Authorization"]),
+    ]
+    r = client.get("/v1/projects/gaps/budget", headers=headers)
+    body = assert_envelope(r, 400, "bad_request")
+    assert body["error"]["message"] == "more than one Authorization header"
+    one = client.get("/v1/projects/gaps/budget", headers=headers[:1])
+    assert one.status_code == 200
