@@ -51,6 +51,12 @@ educational = ["educational_research", "official_statistics", "education_policy_
 # removed from this list; any purpose not in `allowed` is refused too.
 refused = ["immigration_enforcement", "policing", "commercial_marketing"]
 
+[releases]
+# A question asked again within a project is answered from its first release at no cost.
+# Set true to let one project's release answer the same question from another project (the
+# answer names no other project's query either way).
+share_across_projects = false
+
 # Limits by organisation type. Absent keys mean "the policy-wide limit applies".
 [organisation_types.academic]
 max_budget_epsilon = 10

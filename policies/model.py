@@ -96,6 +96,12 @@ class OrgLimits(_Model):
     restricted_allowed: StrictBool = True
 
 
+class Releases(_Model):
+    """How released answers are reused."""
+
+    share_across_projects: StrictBool = False
+
+
 class EpsilonLimits(_Model):
     """ε per query and the dataset-wide cap, in micro-ε."""
 
@@ -122,6 +128,7 @@ class Policy(_Model):
     purposes: Purposes
     organisation_types: dict[OrgType, OrgLimits]  # every OrgType present (validated)
     columns: dict[StrictStr, ClassName] = Field(default_factory=dict)
+    releases: Releases = Field(default_factory=Releases)
 
     @field_validator("organisation_types")
     @classmethod

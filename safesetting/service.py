@@ -170,7 +170,9 @@ class QueryService:
         if isinstance(parsed, QueryPlan):
             request.update(plan_sha256=parsed.digest(), tables=list(parsed.tables))
         if reasons:
-            return self._denied(query_id, actor, project_id, request, reasons, info)
+            return self._denied(
+                query_id, actor, project_id, request, reasons, info, member=project is not None
+            )
         plan = parsed
         if not isinstance(plan, QueryPlan):  # a refusal always carries reasons
             raise SafeSettingError("a refused query reached the release path")
@@ -180,7 +182,7 @@ class QueryService:
                 query_id, actor, project_id, plan, compiled, epsilon_micro, info, request
             )
         with self.control.reader() as conn:
-            cache_key = self._cache_key(conn, plan, epsilon_micro, info)
+            cache_key = self._cache_key(conn, plan, epsilon_micro, info, project_id)
             cached = q.cached_result(conn, cache_key)
         if cached is not None:
             return self._cached(
@@ -320,7 +322,10 @@ class QueryService:
             try:
                 project = get_project(conn, project_id)
             except NotFoundError:
-                # An unknown project looks like someone else's: ids cannot be probed.
+                project = None
+            if project is None or researcher.id not in project.members:
+                # Someone else's project looks exactly like an unknown one: nothing about it
+                # (its tables, its budget, whether it exists) depends on its approval.
                 reasons.append(reason("not_a_member", researcher=researcher.id, project=project_id))
                 return reasons, None
             spent, overall = project_spent(conn, project_id), dataset_spent(conn)
@@ -341,12 +346,20 @@ class QueryService:
         return reasons, project
 
     def _cache_key(
-        self, conn: sa.Connection, plan: QueryPlan, epsilon_micro: int, info: DataInfo
+        self,
+        conn: sa.Connection,
+        plan: QueryPlan,
+        epsilon_micro: int,
+        info: DataInfo,
+        project_id: str,
     ) -> str:
-        """Same normalised plan, ε, data, opt-outs and policy → the same released answer."""
+        """Same project, normalised plan, ε, data, opt-outs and policy → the same released
+        answer. Projects share releases only where the policy says so
+        (``[releases] share_across_projects``)."""
         optouts = hashlib.sha256("\n".join(sorted(optout_upns(conn))).encode()).hexdigest()
+        scope = "" if self.policy.releases.share_across_projects else project_id
         parts = [plan.normalised(), str(epsilon_micro), info.version, optouts,
-                 self.control.policy_digest, str(self.min_year())]  # fmt: skip
+                 self.control.policy_digest, str(self.min_year()), scope]  # fmt: skip
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     def _denied(
@@ -357,8 +370,12 @@ class QueryService:
         request: dict[str, Any],
         reasons: list[Reason],
         info: DataInfo,
+        *,
+        member: bool = True,
     ) -> QueryResult:
-        """Audit a refusal (codes only, never the SQL text) and return it as a result."""
+        """Audit a refusal (codes only, never the SQL text) and return it as a result.
+
+        ``member``: the caller belongs to the project, so may see what it has left."""
         seq = self._audit(
             "query.denied",
             actor=actor,
@@ -374,7 +391,7 @@ class QueryService:
             reasons=reasons,
             project=project,
             audit_seq=seq,
-            budget_remaining=self._remaining(project),
+            budget_remaining=self._remaining(project) if member else None,
         )
 
     def _dry_run(self, query_id, actor, project_id, plan, compiled, epsilon_micro, info, request):
@@ -431,10 +448,12 @@ class QueryService:
         result.project = project_id
         result.audit_seq = seq
         result.budget_remaining = to_float(left)
-        result.notes = [
-            *result.notes,
-            f"answered from the cache (first released as query {cached['query_id']})",
-        ]
+        first = (
+            f"first released as query {cached['query_id']}"
+            if cached.get("project") == project_id
+            else "first released to another project"  # whose query is not named
+        )
+        result.notes = [*result.notes, f"answered from the cache ({first})"]
         return result
 
     def _fail(self, query_id, actor, project_id, request, info, exc) -> IncidentError:
