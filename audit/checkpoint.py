@@ -148,7 +148,18 @@ def load_or_create_key(path: Path, name: str = DEFAULT_ORIGIN) -> SigningKey:
                 os.link(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-    mode = path.stat().st_mode
+    return load_key(path)
+
+
+def load_key(path: Path) -> SigningKey:
+    """The signing key at ``path``; never creates one (``KeyFileError`` if it is missing).
+
+    A key file readable by group or others is refused rather than trusted.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise KeyFileError(f"{path} is missing") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"{path} is accessible by others (mode {mode & 0o777:o}); chmod 600")
     return SigningKey.decode(path.read_text())

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 import audit
-from safesetting.errors import StateError, UsageError
+from safesetting.errors import IntegrityError, StateError, UsageError
 
 
 def ensure_schema(engine: sa.Engine) -> None:
@@ -35,12 +35,37 @@ def record(conn: sa.Connection, *, actor: str, action: str, **fields: Any) -> au
         raise UsageError(f"refused: the audit log may not record this ({exc})") from None
 
 
-def sign_checkpoint(
-    bind: sa.Engine | sa.Connection, key_path: Path, key: audit.SigningKey | None = None
-) -> audit.Checkpoint:
+def home_key(key_path: Path, latest_note: str | None) -> audit.SigningKey:
+    """The home's one signing key: never created here (only ``init_home`` creates one, for a
+    log with no entries), and refused unless it signed the log's latest checkpoint.
+
+    A key that regenerated itself would sign a second history nobody could check against the
+    published one, so a missing or different key stops whatever needs it, naming the file.
+    """
+    if not key_path.exists():
+        raise StateError(
+            f"the audit signing key {key_path} is missing: restore it from a backup "
+            "(a new key would make the published checkpoints unverifiable)"
+        )
+    try:
+        key = audit.load_key(key_path)
+    except audit.KeyFileError as exc:
+        raise IntegrityError(f"cannot use the audit signing key: {exc}") from None
+    if latest_note is not None:
+        try:
+            audit.open_checkpoint(latest_note, key.verifier)
+        except audit.CheckpointError:
+            raise IntegrityError(
+                f"{key_path} is not the key that signed this log's latest checkpoint: "
+                "restore the original key"
+            ) from None
+    return key
+
+
+def sign_checkpoint(bind: sa.Engine | sa.Connection, key: audit.SigningKey) -> audit.Checkpoint:
     """Sign the tree head: after a commit (an engine), or inside the transaction that
     appended (a connection), so the entries and their checkpoint commit together."""
     try:
-        return audit.sign_checkpoint(bind, key or audit.load_or_create_key(key_path))
+        return audit.sign_checkpoint(bind, key)
     except audit.CheckpointError as exc:
         raise StateError(f"cannot sign the audit checkpoint: {exc}") from None

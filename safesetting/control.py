@@ -59,11 +59,10 @@ class Control:
 
     @cached_property
     def signing_key(self) -> audit.SigningKey:
-        """The home's checkpoint key, read (or created) once per process."""
-        try:
-            return audit.load_or_create_key(self.home.signing_key)
-        except audit.CheckpointError as exc:
-            raise StateError(f"cannot use the audit signing key: {exc}") from None
+        """The home's checkpoint key, read and checked once per process (never created)."""
+        with self.reader() as conn:  # never the write lock: this may run inside a transaction
+            note = audit.store.latest_note(conn)
+        return auditing.home_key(self.home.signing_key, note)
 
     @contextmanager
     def reader(self) -> Iterator[sa.Connection]:
@@ -77,7 +76,7 @@ class Control:
         and its signed head commit together (one commit per request, not two)."""
         with self.engine.begin() as conn:
             yield conn
-            auditing.sign_checkpoint(conn, self.home.signing_key, self.signing_key)
+            auditing.sign_checkpoint(conn, self.signing_key)
 
     @staticmethod
     def now() -> datetime:
@@ -107,12 +106,22 @@ def init_home(home: Home, *, actor: str | None = None) -> list[str]:
     home.ensure()
     if write_default_policy(home.policy):
         created.append(home.policy.name)
-    had_key = home.signing_key.exists()
     had_db = not home.db_url.startswith("sqlite") or home.control_db.exists()
-    control = open_control(home, actor=actor)
-    _ = control.signing_key  # written now, not by whichever command happens to run first
-    if not had_key:
+    if not home.signing_key.exists():
+        engine = engine_for(home)
+        auditing.ensure_schema(engine)
+        with engine.connect() as conn:
+            size = audit.tree_head(conn).size
+        if size:  # a log without its key: restoring the key is the only honest way on
+            raise StateError(
+                f"{home.signing_key} is missing but the audit log has {size} entries: "
+                "restore the key from a backup (a new key would make the published "
+                "checkpoints unverifiable)"
+            )
+        audit.load_or_create_key(home.signing_key)  # the one place a key is ever made
         created.append(home.signing_key.name)
+    control = open_control(home, actor=actor)
+    _ = control.signing_key  # checked against the log now
     if not had_db:
         created.append(home.control_db.name)
     return created
@@ -132,6 +141,7 @@ def open_control(home: Home, *, actor: str | None = None) -> Control:
     migrate(engine)
     auditing.ensure_schema(engine)
     control = Control(home, engine, policy, digest, actor or operator_actor())
+    _ = control.signing_key  # missing or not the log's own: stop here, before any write
     _note_policy(control)
     return control
 

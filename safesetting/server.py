@@ -112,7 +112,7 @@ class SafeSettingApp:
     def __init__(self, control: Control) -> None:
         self.control = control
         self.service = QueryService(control, shared_sandbox=True)
-        self.key = audit.load_or_create_key(control.home.signing_key)
+        self.key = control.signing_key
         if control.home.database.exists():
             # Load the worker's locked in-memory copy now, not in its first query.
             shared_sandbox(control.home.database)

@@ -159,7 +159,7 @@ def transparency_summary(control: Control) -> dict[str, Any]:
         for kind, n in u.queries.items():
             totals[kind] += n
     key = control.home.signing_key
-    public_key = str(audit.load_or_create_key(key).verifier) if key.exists() else None
+    public_key = str(audit.load_key(key).verifier) if key.exists() else None
     return {
         "generated_at": control.now().isoformat(timespec="seconds"),
         "projects": projects,

@@ -14,6 +14,7 @@ from rich.table import Table
 
 import audit
 from audit.publish import ProofError, consistency_bundle, export_jsonl, inclusion_bundle
+from safesetting import auditing
 from safesetting.cli.common import (
     Context,
     console,
@@ -34,10 +35,11 @@ def _engine(ctx: Context) -> sa.Engine:
 
 
 def _key(ctx: Context) -> audit.SigningKey:
+    """The home's key as it is (verification judges it; nothing here creates one)."""
     try:
-        return audit.load_or_create_key(ctx.home.require().signing_key)
+        return audit.load_key(ctx.home.require().signing_key)
     except audit.KeyFileError as exc:
-        raise IntegrityError(str(exc)) from exc
+        raise IntegrityError(f"cannot use the audit signing key: {exc}") from None
 
 
 def _remote(token: str | None = None) -> Any:
@@ -206,11 +208,13 @@ def checkpoint_command(ctx: Context, show_key: bool, as_json: bool) -> None:
         except audit.CheckpointError as exc:
             raise IntegrityError(f"the server's checkpoint does not verify: {exc}") from None
     else:
-        key = _key(ctx)
         if show_key:
-            click.echo(str(key.verifier))
+            click.echo(str(_key(ctx).verifier))
             return
-        cp = audit.sign_checkpoint(_engine(ctx), key)
+        engine = _engine(ctx)
+        # Signing needs the key that signed the log so far, not merely a key.
+        key = auditing.home_key(ctx.home.signing_key, audit.latest_checkpoint(engine))
+        cp = audit.sign_checkpoint(engine, key)
     if as_json:
         body = {"origin": cp.origin, "tree_size": cp.size, "root_hash": cp.root.hex()}
         print_json({**body, "note": cp.note})

@@ -256,7 +256,7 @@ class Player:
         return outcome
 
     def _verify(self, step: Step) -> Outcome:
-        key = audit.load_or_create_key(self.control.home.signing_key)
+        key = self.control.signing_key
         result = audit.verify_log(self.control.engine, self.published, str(key.verifier))
         status = story.VERIFIED if result.ok else "failed"
         return self._judge(step, status, [], detail={"verify": result.to_json()})
@@ -275,7 +275,7 @@ class Player:
         engine = sa.create_engine(f"sqlite:///{copy}")
         try:
             seq = tamper_epsilon(engine, target)
-            key = audit.load_or_create_key(self.control.home.signing_key)
+            key = self.control.signing_key
             result = audit.verify_log(engine, None, str(key.verifier))
         finally:
             engine.dispose()

@@ -24,10 +24,11 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    """An empty home folder (made by hand: `init` would log its policy)."""
+    """A home with an empty log (made by hand: `init` would log its policy)."""
     home = tmp_path / "home"
     home.mkdir()
     write_default_policy(home / "policy.toml")
+    audit.load_or_create_key(home / "checkpoint.key")
     return home
 
 
