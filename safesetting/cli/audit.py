@@ -26,6 +26,7 @@ from safesetting.cli.common import (
 )
 from safesetting.db import engine_for
 from safesetting.errors import IntegrityError, NotFoundError, Reason, UsageError
+from safesetting.reconcile import reconcile_ledger
 
 
 def _engine(ctx: Context) -> sa.Engine:
@@ -152,10 +153,13 @@ def log_command(
 def verify_command(
     ctx: Context, checkpoint_file: Path | None, public_key: str | None, as_json: bool
 ) -> None:
-    """Recompute every leaf and the root; check them against the signed checkpoints.
+    """Recompute every leaf and the root; check them against the signed checkpoints; then
+    check the budget ledger against the log.
 
     Exits 3 and names the first bad entry if anything was changed, removed, inserted or
-    reordered, or if the log is shorter than a checkpoint it once published.
+    reordered, or if the log is shorter than a checkpoint it once published; and names the
+    first disagreement if a ledger debit does not match its query.accepted entry (a debit
+    deleted, edited or unaccounted for).
     """
     engine = _engine(ctx)
     if public_key is None and ctx.home.signing_key.exists():
@@ -175,10 +179,21 @@ def verify_command(
             f"audit log verification FAILED{where}",
             [Reason(p.code, p.message) for p in result.problems],
         )
+    with engine.connect() as conn:
+        ledger = reconcile_ledger(conn)
+    if not ledger.ok:
+        raise IntegrityError(
+            f"the budget ledger disagrees with the audit log: {ledger.problems[0]}",
+            [Reason("ledger_mismatch", p) for p in ledger.problems[:20]],
+        )
     if as_json:
-        print_json(result.to_json())
+        print_json({**result.to_json(), "ledger": ledger.to_json()})
         return
     click.echo(f"OK: {result.size} entries, root {result.root.hex()}")
+    click.echo(
+        f"ledger: {ledger.debits} debits (ε {ledger.to_json()['epsilon']}), each matched by "
+        "its query.accepted entry: OK"
+    )
     for source, size in result.checkpoints:
         what = "stored" if source == "stored" else f"published ({checkpoint_file})"
         click.echo(f"signature and root of the {what} checkpoint at size {size}: OK")

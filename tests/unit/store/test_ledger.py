@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from safesetting.db import make_engine
 from safesetting.errors import BudgetExhaustedError, NotFoundError
-from safesetting.store import dataset_spent, debit, project_spent
+from safesetting.store import dataset_spent, debit, migrate, project_spent
 from safesetting.store.registry import insert_project
 from tests.unit.store.test_registry import NOW, add_ada, facts
 
@@ -82,3 +83,45 @@ def test_bad_debits(ledger_engine, epsilon):
 def test_unknown_project(ledger_engine):
     with ledger_engine.begin() as conn, pytest.raises(NotFoundError):
         debit(conn, "nope", 1, "x", dataset_cap_micro=CAP)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM ledger",
+        "UPDATE ledger SET epsilon_micro = 1",
+        "UPDATE ledger SET project_id = 'p2' WHERE query_id = 'q0'",
+    ],
+)
+def test_a_spent_epsilon_stays_spent(ledger_engine, statement):
+    """`DELETE FROM ledger` used to succeed, and a three-byte edit let a project overspend."""
+    with ledger_engine.begin() as conn:
+        debit(conn, "p1", 400_000, "q0", dataset_cap_micro=CAP)
+    with (
+        pytest.raises(sa.exc.DatabaseError, match="ledger is append-only"),
+        ledger_engine.begin() as conn,
+    ):
+        conn.exec_driver_sql(statement)
+    with ledger_engine.connect() as conn:
+        assert project_spent(conn, "p1") == 400_000
+        assert dataset_spent(conn) == 400_000
+
+
+@pytest.mark.postgres
+def test_the_ledger_cannot_be_truncated_on_postgresql(pg_url):
+    engine = make_engine(pg_url())
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            add_ada(conn)
+            insert_project(conn, facts(id="p1", budget_micro=1_000_000), title="T", now=NOW)
+            debit(conn, "p1", 400_000, "q0", dataset_cap_micro=CAP)
+        with (
+            pytest.raises(sa.exc.DatabaseError, match="ledger is append-only"),
+            engine.begin() as conn,
+        ):
+            conn.exec_driver_sql("TRUNCATE ledger")
+        with engine.connect() as conn:
+            assert project_spent(conn, "p1") == 400_000
+    finally:
+        engine.dispose()
