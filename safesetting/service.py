@@ -13,6 +13,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
@@ -88,6 +89,49 @@ def data_info(db_path: Path) -> DataInfo:
     if not db_path.is_file():
         raise StateError(f"no data in {db_path.parent}: run `safesetting data generate` first")
     return _data_info(str(db_path), db_path.stat().st_mtime_ns)
+
+
+ABANDONED_AFTER = timedelta(minutes=10)  # far beyond the 30 s a query may run
+
+
+def close_abandoned(control: Control, *, older_than: timedelta = ABANDONED_AFTER) -> int:
+    """Close queries whose process died between the debit and the release (a killed
+    worker): each becomes ``failed`` with a ``query.failed`` entry; the ε stays spent, as
+    for any failure after the debit. Returns how many were closed. ``serve`` runs it at
+    start, before any worker; queries younger than ``older_than`` are left alone, in case
+    another process is still answering them."""
+    with control.reader() as conn:
+        stale = q.abandoned_queries(conn, datetime.now(UTC) - older_than)
+    for row in stale:
+        with control.transaction() as conn:
+            q.finish_query(conn, row.id, q.FAILED, None)
+            control.record(
+                conn,
+                "query.failed",
+                actor="service",
+                project=row.project_id,
+                request={"query_id": row.id, "reason": "abandoned: its process ended first"},
+                decision="failed",
+                reasons=["internal"],
+                data_version=row.data_version,
+            )
+    return len(stale)
+
+
+def check_data(db_path: Path) -> DataInfo:
+    """The data file, opened and checked as a query would (``serve`` runs it at start, so
+    a missing, unreadable or unconstrained file stops the server, naming the file)."""
+    try:
+        return data_info(db_path)
+    except StateError:
+        raise
+    except (duckdb.Error, OSError, ValueError) as exc:
+        # The type only: a damaged file's message could quote its bytes.
+        raise StateError(
+            f"{db_path} cannot be served: it does not open as this safe setting's DuckDB "
+            f"database ({type(exc).__name__}); regenerate it with `safesetting data "
+            "generate --force` or restore it"
+        ) from None
 
 
 def parse_epsilon_text(value: object) -> int:

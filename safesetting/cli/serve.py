@@ -48,8 +48,12 @@ def serve(ctx: Context, host: str, port: int, workers: int, log_level: str) -> N
     """
     from safesetting.control import open_control
     from safesetting.server import create_app
+    from safesetting.service import check_data, close_abandoned
 
     control = open_control(ctx.home, actor="service")  # migrations and policy, once
+    check_data(ctx.home.database)  # a missing or damaged file stops here, not per query
+    if closed := close_abandoned(control):
+        click.echo(f"Closed {closed} query(ies) a stopped process left unanswered", err=True)
     click.echo(f"Safe Setting serving {ctx.home.root} at http://{host}:{port}/", err=True)
     if workers == 1:
         uvicorn.run(create_app(ctx.home, control), host=host, port=port, log_level=log_level)

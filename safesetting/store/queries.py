@@ -72,3 +72,18 @@ def get_query(conn: sa.Connection, query_id: str) -> sa.Row[Any]:
     if row is None:
         raise NotFoundError(f"no query {query_id}")
     return row
+
+
+def abandoned_queries(conn: sa.Connection, before: datetime) -> list[sa.Row]:
+    """Queries paid for before ``before`` and still neither released nor failed."""
+    query = (
+        sa.select(
+            t.queries.c.id,
+            t.queries.c.researcher_id,
+            t.queries.c.project_id,
+            t.queries.c.data_version,
+        )  # fmt: skip
+        .where(t.queries.c.status == ACCEPTED, t.queries.c.created_at < before)
+        .order_by(t.queries.c.created_at)
+    )
+    return list(conn.execute(query))
