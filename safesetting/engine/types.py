@@ -33,6 +33,9 @@ _UPN_ANYWHERE = re.compile(r"[A-Z]\d{11}[0-9A-Z]")
 _POSTCODE_ANYWHERE = re.compile(r"[A-Z]{1,2}\d[A-Z\d]?\d[A-Z]{2}")
 
 
+LITERAL_DIGITS = 18  # far beyond any column's range (±10^9) or resolution (0.01)
+
+
 class LiteralError(Exception):
     """A literal that does not fit the column: ``code`` is ``type_mismatch``,
     ``value_not_in_domain`` or ``no_public_domain``; ``message`` names the column, never a
@@ -76,6 +79,17 @@ def literal_value(node: exp.Expression) -> object:
             raise LiteralError("type_mismatch", "expected a number") from None
         if not value.is_finite():
             raise LiteralError("type_mismatch", "numbers must be finite")
+        # Judged by exponent and length before any arithmetic or formatting: 1e99999999
+        # would otherwise be expanded digit by digit (or overflow the decimal context).
+        if value and (
+            not -LITERAL_DIGITS <= value.adjusted() <= LITERAL_DIGITS
+            or len(value.as_tuple().digits) > 2 * LITERAL_DIGITS
+        ):
+            raise LiteralError(
+                "type_mismatch",
+                f"numbers must lie within ±10^{LITERAL_DIGITS} with at most "
+                f"{LITERAL_DIGITS} decimal places",
+            )
         return -value if negative else value
     if isinstance(node, exp.Boolean) and not negative:
         return bool(node.this)

@@ -243,3 +243,33 @@ def test_a_literal_error_reads_as_its_message():
     from safesetting.engine.types import LiteralError
 
     assert str(LiteralError("type_mismatch", "x is VARCHAR")) == "x is VARCHAR"
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "message"),
+    [
+        ("region = -'London'", "type_mismatch", "text cannot be negated"),
+        ("nc_year = 1e999", "type_mismatch", "numbers must lie within ±10^18"),
+        ("nc_year = 1e99999999", "type_mismatch", "numbers must lie within ±10^18"),
+        ("nc_year > -1e99999999", "type_mismatch", "numbers must lie within ±10^18"),
+        ("nc_year > 1e-99999999", "type_mismatch", "at most 18 decimal places"),
+        ("nc_year IN (2, 1e99999999)", "type_mismatch", "numbers must lie within ±10^18"),
+        ("nc_year BETWEEN 1 AND 1e99999999", "type_mismatch", "numbers must lie within"),
+        ("fsm_eligible = -TRUE", "type_mismatch", "expected a plain value"),
+    ],
+)
+def test_literals_that_are_not_plain_values_are_refused_with_their_reason(where, code, message):
+    refused = parse_query(f"SELECT COUNT(*) FROM census WHERE {where}")
+    assert isinstance(refused, Refusal)
+    assert [(r.code, message in r.message) for r in refused.reasons] == [(code, True)]
+
+
+def test_a_real_threshold_is_checked_as_written_not_truncated():
+    """120.5 against a real column whose range ends at 90 is refused naming 90.5 as written;
+    truncated to a whole number first it would slip inside the range."""
+    refused = parse_query("SELECT COUNT(*) FROM ks4 WHERE attainment8 > 90.5")
+    assert isinstance(refused, Refusal)
+    assert [(r.code, r.message) for r in refused.reasons] == [
+        ("value_not_in_domain", "ks4.attainment8 takes values from 0 to 90, not 90.5")
+    ]
+    assert isinstance(parse_query("SELECT COUNT(*) FROM ks4 WHERE attainment8 > 89.5"), QueryPlan)
