@@ -109,6 +109,16 @@ def _pg_triggers(table: str) -> list[str]:
     ]
 
 
+def append_only_statements(dialect: str, tables: tuple[str, ...]) -> list[str]:
+    """The statements that make ``tables`` refuse UPDATE and DELETE (and TRUNCATE on
+    PostgreSQL); idempotent. The service uses them for its ledger too."""
+    if dialect == "sqlite":
+        return [s for t in tables for s in _sqlite_triggers(t)]
+    if dialect == "postgresql":
+        return [_PG_FUNCTION, *(s for t in tables for s in _pg_triggers(t))]
+    raise NotImplementedError(f"append-only triggers for {dialect} are not written")
+
+
 def create_schema(engine: sa.Engine) -> None:
     """Create the audit tables, the head row and the append-only triggers (idempotent)."""
     with engine.begin() as conn:
@@ -116,13 +126,7 @@ def create_schema(engine: sa.Engine) -> None:
         if dialect == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         metadata.create_all(conn)
-        if dialect == "sqlite":
-            statements = [s for t in APPEND_ONLY_TABLES for s in _sqlite_triggers(t)]
-        elif dialect == "postgresql":
-            statements = [_PG_FUNCTION, *(s for t in APPEND_ONLY_TABLES for s in _pg_triggers(t))]
-        else:
-            raise NotImplementedError(f"append-only triggers for {dialect} are not written")
-        for statement in statements:
+        for statement in append_only_statements(dialect, APPEND_ONLY_TABLES):
             conn.exec_driver_sql(statement)
         if conn.execute(sa.select(head.c.id)).first() is None:
             conn.execute(head.insert().values(id=1, tree_size=0, frontier=b""))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from audit.store import append_only_statements
 from safesetting.store import tables as t
 
 # Any constant will do: it only has to be the same in every process.
@@ -39,43 +40,14 @@ def _ledger(conn: sa.Connection) -> None:
     conn.execute(sa.insert(t.ledger_lock).values(id=1))
 
 
-# "%%": the driver applies its paramstyle to every statement it is given.
-_PG_REFUSE = """
-CREATE OR REPLACE FUNCTION safesetting_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  RAISE EXCEPTION '%% is append-only: %% refused', TG_TABLE_NAME, TG_OP
-    USING ERRCODE = 'insufficient_privilege';
-END $$
-"""
-
-
 def _append_only(*tables: str) -> Callable[[sa.Connection], None]:
-    """Triggers refusing UPDATE and DELETE (and TRUNCATE on PostgreSQL) on ``tables``: a
-    spent ε stays spent, whoever holds a connection (the table owner can still disable
-    them; see docs/ARCHITECTURE.md on the application role)."""
+    """The log's append-only triggers (``audit.store.append_only_statements``) on
+    ``tables``: a spent ε stays spent, whoever holds a connection (the table owner can still
+    drop them; see docs/ARCHITECTURE.md on the application role)."""
 
     def apply(conn: sa.Connection) -> None:
-        if conn.dialect.name == "sqlite":
-            for table in tables:
-                for op in ("UPDATE", "DELETE"):
-                    conn.exec_driver_sql(
-                        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} "
-                        f"ON {table} BEGIN SELECT RAISE(ABORT, '{table} is append-only: "
-                        f"{op} refused'); END"
-                    )
-            return
-        conn.exec_driver_sql(_PG_REFUSE)
-        for table in tables:
-            for statement in (
-                f"CREATE OR REPLACE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON "
-                f"{table} FOR EACH ROW EXECUTE FUNCTION safesetting_refuse_change()",
-                f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION safesetting_refuse_change()",
-                f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_change",
-                f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_truncate",
-                f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM PUBLIC",
-            ):
-                conn.exec_driver_sql(statement)
+        for statement in append_only_statements(conn.dialect.name, tables):
+            conn.exec_driver_sql(statement)
 
     return apply
 
