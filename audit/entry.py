@@ -24,7 +24,9 @@ ALLOWED_REQUEST_KEYS = frozenset(
         # queries
         "sql", "epsilon", "epsilon_micro", "plan_digest", "query_id", "cache_key", "columns",
         "tables", "group_by", "aggregates", "dry_run", "normalised_sql", "sql_sha256",
-        "plan_sha256", "normalised", "cached_query_id", "incident",
+        "plan_sha256", "normalised", "cached_query_id", "incident", "project",
+        # failed logins, counted per client and window
+        "attempts", "window_start", "window_seconds",
         # registry and admin changes
         "researcher", "role", "organisation", "org_type", "purpose", "title", "accredited_until",
         "expires", "budget_epsilon_micro", "members", "special", "token_id", "token_digest",

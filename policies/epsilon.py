@@ -7,6 +7,7 @@ refused rather than rounded, so what is charged is what was asked.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Final
@@ -16,6 +17,8 @@ MAX_EPSILON_MICRO: Final = 1_000_000 * MICRO_PER_EPSILON  # anything above is ab
 MAX_EPSILON_TEXT: Final = 64  # characters of ε text read at all
 _LARGEST_DIGIT: Final = 6  # 10^6 ε: the leading digit of an ε that is not absurd
 _MICRO_DIGITS: Final = 6  # decimals in one micro-ε
+# ASCII decimal text only: Decimal() would also take "1_0", spaces and non-ASCII digits.
+_EPSILON_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def to_micro(value: int | str | Decimal | Fraction) -> int:
@@ -34,9 +37,11 @@ def to_micro(value: int | str | Decimal | Fraction) -> int:
     if isinstance(value, str):
         if len(value) > MAX_EPSILON_TEXT:
             raise ValueError(f"epsilon text is longer than {MAX_EPSILON_TEXT} characters")
+        if not _EPSILON_TEXT.fullmatch(value):
+            raise ValueError(f"epsilon {value!r} is not a number")
         try:
-            parsed = Decimal(value.strip())
-        except InvalidOperation:
+            parsed = Decimal(value)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
             raise ValueError(f"epsilon {value!r} is not a number") from None
     else:
         parsed = value if isinstance(value, Decimal | Fraction) else Decimal(value)

@@ -46,7 +46,7 @@ from safesetting.incidents import record_incident
 from safesetting.results import CACHED, DENIED, DRY_RUN, RELEASED, QueryResult
 from safesetting.store import authenticate, dataset_spent, debit, get_project, project_spent
 from safesetting.store import queries as q
-from safesetting.store.registry import optout_upns
+from safesetting.store.registry import Project, member_project, optout_upns
 from synthetic.load import missing_constraints, read_data_version
 
 log = logging.getLogger("safesetting.service")
@@ -167,10 +167,12 @@ class QueryService:
             with self.control.reader() as conn:
                 return authenticate(conn, token, roles=roles)
         except (AuthenticationError, PermissionDeniedError) as exc:
+            # The project the caller named goes in the request, not on the entry: an
+            # unauthenticated caller must not write to any project's public record.
             self._audit(
                 "auth.failed",
                 actor="anonymous" if isinstance(exc, AuthenticationError) else "researcher",
-                project=project,
+                request={"project": project} if project else None,
                 decision="denied",
                 reasons=[r.code for r in exc.reasons],
             )
@@ -199,24 +201,31 @@ class QueryService:
         query_id = uuid.uuid4().hex[:20]
         sql_digest = hashlib.sha256(sql.encode()).hexdigest()
         request: dict[str, Any] = {"query_id": query_id, "sql_sha256": sql_digest}
+        with self.control.reader() as conn:
+            project = member_project(conn, project_id, researcher.id)
+        if project is None:
+            # Not the caller's project (or none): the attempt is on the record, in the
+            # request, but not on that project's entries, which the public page counts.
+            request["project"] = project_id
+            logged: str | None = None
+        else:
+            logged = project_id
         try:
             epsilon_micro = (
                 parse_epsilon_text(epsilon) if epsilon is not None
                 else self.policy.epsilon.default_per_query
             )  # fmt: skip
         except UsageError as exc:
-            raise self._invalid("epsilon_invalid", exc, actor, project_id, request, info) from None
+            raise self._invalid("epsilon_invalid", exc, actor, logged, request, info) from None
         try:
             parsed = parse_query(sql, self.catalogue(info))
         except UsageError as exc:
-            raise self._invalid("syntax_error", exc, actor, project_id, request, info) from None
-        reasons, project = self._check(researcher, project_id, parsed, epsilon_micro)
+            raise self._invalid("syntax_error", exc, actor, logged, request, info) from None
+        reasons = self._check(researcher, project, project_id, parsed, epsilon_micro)
         if isinstance(parsed, QueryPlan):
             request.update(plan_sha256=parsed.digest(), tables=list(parsed.tables))
         if reasons:
-            return self._denied(
-                query_id, actor, project_id, request, reasons, info, member=project is not None
-            )
+            return self._denied(query_id, actor, logged, request, reasons, info)
         plan = parsed
         if not isinstance(plan, QueryPlan):  # a refusal always carries reasons
             raise SafeSettingError("a refused query reached the release path")
@@ -356,22 +365,19 @@ class QueryService:
     def _check(
         self,
         researcher,
+        project: Project | None,
         project_id: str,
         parsed: QueryPlan | Refusal,
         epsilon_micro: int,
-    ) -> tuple[list[Reason], Any]:
+    ) -> list[Reason]:
         """Every reason to refuse: the query's shape and the policy's decision together."""
         reasons: list[Reason] = list(parsed.reasons) if isinstance(parsed, Refusal) else []
+        if project is None:
+            # Someone else's project looks exactly like an unknown one: nothing about it
+            # (its tables, its budget, whether it exists) depends on its approval.
+            reasons.append(reason("not_a_member", researcher=researcher.id, project=project_id))
+            return reasons
         with self.control.reader() as conn:
-            try:
-                project = get_project(conn, project_id)
-            except NotFoundError:
-                project = None
-            if project is None or researcher.id not in project.members:
-                # Someone else's project looks exactly like an unknown one: nothing about it
-                # (its tables, its budget, whether it exists) depends on its approval.
-                reasons.append(reason("not_a_member", researcher=researcher.id, project=project_id))
-                return reasons, None
             spent, overall = project_spent(conn, project_id), dataset_spent(conn)
         plan = parsed if isinstance(parsed, QueryPlan) else None
         facts = Facts(
@@ -387,7 +393,7 @@ class QueryService:
         )
         decision = decide(facts)
         reasons += [r for r in decision.reasons if r not in reasons]
-        return reasons, project
+        return reasons
 
     def _cache_key(
         self,
@@ -410,16 +416,15 @@ class QueryService:
         self,
         query_id: str,
         actor: str,
-        project: str,
+        project: str | None,
         request: dict[str, Any],
         reasons: list[Reason],
         info: DataInfo,
-        *,
-        member: bool = True,
     ) -> QueryResult:
         """Audit a refusal (codes only, never the SQL text) and return it as a result.
 
-        ``member``: the caller belongs to the project, so may see what it has left."""
+        ``project`` is None when the caller is not a member: the entry then names no
+        project (the request does) and the result shows no budget."""
         seq = self._audit(
             "query.denied",
             actor=actor,
@@ -433,9 +438,9 @@ class QueryService:
             status=DENIED,
             query_id=query_id,
             reasons=reasons,
-            project=project,
+            project=project if project is not None else request.get("project"),
             audit_seq=seq,
-            budget_remaining=self._remaining(project) if member else None,
+            budget_remaining=self._remaining(project) if project is not None else None,
         )
 
     def _dry_run(self, query_id, actor, project_id, plan, compiled, epsilon_micro, info, request):
@@ -533,17 +538,12 @@ class QueryService:
         """A released result, again, for the researcher who asked it (no new cost);
         auditors and admins may read any."""
         researcher = self._authenticate(token, "", ("researcher", "auditor", "admin"))
+        member = researcher.id if researcher.role == "researcher" else None
         with self.control.reader() as conn:
             try:
-                row = q.get_query(conn, query_id)
+                row = q.get_query(conn, query_id, member=member)
             except NotFoundError:
-                row = None
-            project = get_project(conn, row.project_id) if row is not None else None
-        if row is None or (
-            researcher.role == "researcher"
-            and (researcher.id != row.researcher_id or researcher.id not in project.members)
-        ):
-            raise NotFoundError(f"no query {query_id} of yours")
+                raise NotFoundError(f"no query {query_id} of yours") from None
         if row.status != q.RELEASED or not row.result:
             raise StateError(f"query {query_id} has no released result ({row.status})")
         return QueryResult.from_json(json.loads(row.result))

@@ -46,6 +46,8 @@ from synthetic.schema import TABLES, Column, ColumnClass, Table
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 MAX_SQL_LENGTH = 20_000
+MAX_MESSAGE = 200  # characters of one refusal's message (they quote the caller's SQL)
+MAX_POSITION_DIGITS = 4  # GROUP BY 9999 is already far past any SELECT list
 FILE_FUNCTIONS = {
     "read_csv", "read_csv_auto", "read_parquet", "read_json", "read_json_auto", "read_blob",
     "read_text", "glob", "parquet_scan", "sniff_csv", "query", "query_table",
@@ -103,6 +105,10 @@ class _Parser:
 
     # -- helpers ---------------------------------------------------------------------------
     def refuse(self, code: str, message: str) -> None:
+        # A message quotes the caller's SQL: never more than MAX_MESSAGE characters of it
+        # (a 20,000-digit literal must not come back as a 40 KB refusal).
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 1] + "…"
         reason = Reason(code, message)
         if reason not in self.reasons:
             self.reasons.append(reason)
@@ -615,6 +621,11 @@ def pinned_years(where: exp.Expression) -> frozenset[str]:
 
 def _position(text: str) -> int:
     """A ``GROUP BY`` position: a whole number, else unusable input (audited as invalid)."""
+    if str(text).isascii() and str(text).isdigit() and len(str(text)) > MAX_POSITION_DIGITS:
+        raise UsageError(
+            f"GROUP BY {str(text)[:MAX_POSITION_DIGITS]}…: no such output column "
+            f"(a position has at most {MAX_POSITION_DIGITS} digits)"
+        )
     try:
         value = Decimal(str(text))
     except InvalidOperation:
@@ -625,7 +636,9 @@ def _position(text: str) -> int:
         or "." in str(text)
         or ("e" in str(text).lower())
     ):
-        raise UsageError(f"GROUP BY {str(text)[:20]}: a position must be a whole number")
+        raise UsageError(
+            f"GROUP BY {str(text)[:20]}: a position is written in plain digits (GROUP BY 1, 2)"
+        )
     return int(value)
 
 

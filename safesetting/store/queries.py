@@ -67,8 +67,19 @@ def cached_result(conn: sa.Connection, cache_key: str) -> dict[str, Any] | None:
     return json.loads(row.result) if row is not None and row.result else None
 
 
-def get_query(conn: sa.Connection, query_id: str) -> sa.Row[Any]:
-    row = conn.execute(sa.select(t.queries).where(t.queries.c.id == query_id)).first()
+def get_query(conn: sa.Connection, query_id: str, *, member: str | None = None) -> sa.Row[Any]:
+    """Query ``query_id``; with ``member``, only if that researcher asked it and is still a
+    member of its project (one lookup: someone else's query costs what a missing one does)."""
+    query = sa.select(t.queries).where(t.queries.c.id == query_id)
+    if member is not None:
+        query = query.where(
+            t.queries.c.researcher_id == member,
+            sa.exists().where(
+                t.project_members.c.project_id == t.queries.c.project_id,
+                t.project_members.c.researcher_id == member,
+            ),
+        )
+    row = conn.execute(query).first()
     if row is None:
         raise NotFoundError(f"no query {query_id}")
     return row

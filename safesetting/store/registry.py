@@ -215,6 +215,21 @@ def get_project(conn: sa.Connection, project_id: str) -> Project:
     )
 
 
+def member_project(conn: sa.Connection, project_id: str, researcher_id: str) -> Project | None:
+    """``project_id`` if ``researcher_id`` is one of its members, else None.
+
+    One indexed lookup decides, the same for an unknown project and for someone else's:
+    neither the answer nor the work done depends on whether the project exists.
+    """
+    found = conn.execute(
+        sa.select(t.project_members.c.project_id).where(
+            t.project_members.c.project_id == project_id,
+            t.project_members.c.researcher_id == researcher_id,
+        )
+    ).first()
+    return get_project(conn, project_id) if found is not None else None
+
+
 def list_projects(conn: sa.Connection, *, member: str | None = None) -> list[Project]:
     query = sa.select(t.projects.c.id).order_by(t.projects.c.id)
     if member is not None:

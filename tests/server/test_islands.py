@@ -82,3 +82,37 @@ def test_refusals_for_a_non_member_do_not_reveal_the_budget(client, setting):
     body = assert_envelope(r, 403, "denied")
     assert "budget" not in r.text.replace("budget_remaining", "")
     assert body["result"]["budget_remaining"] is None
+
+
+def test_a_non_member_cannot_write_to_another_projects_public_record(client, setting):
+    """Refused and unusable requests naming someone else's project used to be logged under
+    that project, and the public transparency page counted them as its queries."""
+    from tests.server.test_api_contract import entries
+
+    def record(project: str) -> dict:
+        page = client.get("/v1/transparency").json()
+        return next(p for p in page["projects"] if p["id"] == project)
+
+    before = record("other")
+    ask(client, setting, "ada", "other")  # refused: not a member
+    ask(client, setting, "ada", "other", sql="SELEC nonsense")  # unusable SQL
+    ask(client, setting, "ada", "other", epsilon="abc")  # unusable ε
+    client.post("/v1/queries", json={"sql": SQL, "project": "other"},
+                headers={"Authorization": "Bearer sst_forged"})  # fmt: skip
+    assert record("other") == before
+    logged = entries(client, setting)
+    assert logged[-1]["action"] == "auth.failed"
+    assert logged[-1]["project"] is None
+    attempts = [e for e in logged if (e["request"] or {}).get("project")]
+    assert len(attempts) == 3
+    assert {e["action"] for e in attempts} <= {"query.denied", "query.invalid"}
+    assert all(e["project"] is None for e in attempts)
+    assert {e["request"]["project"] for e in attempts} == {"other"}
+
+
+def test_someone_elses_query_id_is_an_unknown_one(client, setting):
+    theirs = ask(client, setting, "bob", "other").json()["query_id"]
+    mine = client.get(f"/v1/queries/{theirs}", headers=setting.headers("ada"))
+    unknown = client.get("/v1/queries/" + "0" * 20, headers=setting.headers("ada"))
+    assert mine.status_code == unknown.status_code == 404
+    assert mine.text.replace(theirs, "QID") == unknown.text.replace("0" * 20, "QID")

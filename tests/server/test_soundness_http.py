@@ -54,3 +54,29 @@ def test_an_epsilon_built_to_exhaust_a_worker_is_a_prompt_audited_422(client, se
     new = entries(client, setting)[before:]
     assert [(e["action"], e["reasons"]) for e in new] == [("query.invalid", ["epsilon_invalid"])]
     assert budget(client, setting) == 0
+
+
+@pytest.mark.parametrize(
+    "epsilon", ["1_0", " 0.5", "0.5 ", "\u0661", "0x1", "1e", "--1", "Infinity"]
+)
+def test_epsilon_text_is_plain_ascii_decimal(client, setting, epsilon):
+    """Python's Decimal takes underscores, spaces and any script's digits: the ε grammar
+    does not, so what is charged is what an auditor reads."""
+    r = query(client, setting, epsilon=epsilon)
+    assert_envelope(r, 422, "bad_input")
+    assert budget(client, setting) == 0
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT COUNT(*) AS n FROM census GROUP BY " + "9" * 19_900,
+        "SELECT SUM(ks2.read_score / " + "9" * 19_000 + ") AS s FROM ks2",
+        "SELECT COUNT(*) AS n FROM census WHERE region = '" + "x" * 19_000 + "'",
+    ],
+)
+def test_a_refusal_quotes_at_most_a_line_of_the_callers_sql(client, setting, sql):
+    """A 20,000-character literal once came back whole in the refusal (a 40 KB body)."""
+    r = query(client, setting, sql=sql, epsilon=0.1)
+    assert r.status_code in (403, 422)
+    assert len(r.content) < 2_000
