@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -122,9 +123,19 @@ class SigningKey:
         """Sign note ``text`` (which must end in a newline): returns the signed note."""
         if not text.endswith("\n") or "\n\n" in text:
             raise CheckpointError("note text must end with one newline and have no blank line")
+        return f"{text}\n{self._signature_line(text)}"
+
+    def cosign(self, note: str) -> str:
+        """Add this key's signature to a signed note (C2SP notes carry any number)."""
+        text, sep, sigs = note.rpartition("\n\n")
+        if not sep or not sigs.endswith("\n"):
+            raise CheckpointError("not a signed note (no blank line before signatures)")
+        return note + self._signature_line(text + "\n")
+
+    def _signature_line(self, text: str) -> str:
         sig = self.private_key.sign(text.encode())
         encoded = base64.b64encode(self.verifier.key_id + sig).decode()
-        return f"{text}\n{EM_DASH} {self.name} {encoded}\n"
+        return f"{EM_DASH} {self.name} {encoded}\n"
 
 
 def load_or_create_key(path: Path, name: str = DEFAULT_ORIGIN) -> SigningKey:
@@ -137,18 +148,29 @@ def load_or_create_key(path: Path, name: str = DEFAULT_ORIGIN) -> SigningKey:
     """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = stage_key(path, SigningKey.generate(name))
         try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(SigningKey.generate(name).encode())
-                fh.flush()
-                os.fsync(fh.fileno())
             with contextlib.suppress(FileExistsError):  # another process won the race
                 os.link(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
     return load_key(path)
+
+
+def stage_key(path: Path, key: SigningKey) -> Path:
+    """Write ``key`` to a new temporary file beside ``path`` (mode 0600, fsynced) and return
+    its name: link or ``os.replace`` it into place, so the key file is never half-written."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def load_key(path: Path) -> SigningKey:
@@ -227,7 +249,21 @@ def open_checkpoint(note: str, verifier: VerifierKey) -> Checkpoint:
     return Checkpoint(origin, size, root, note)
 
 
-def sign_checkpoint(bind: sa.Engine | sa.Connection, key: SigningKey) -> Checkpoint:
+def only_signed_by(note: str, verifier: VerifierKey) -> str:
+    """``note`` with ``verifier``'s signature line alone (a signed note may carry any subset
+    of its signatures); ``CheckpointError`` unless that signature is on it and verifies."""
+    open_checkpoint(note, verifier)
+    text, _, sigs = note.rpartition("\n\n")
+    for line in sigs[:-1].split("\n"):
+        _, name, encoded = line.split(" ")
+        if name == verifier.name and base64.b64decode(encoded)[:4] == verifier.key_id:
+            return f"{text}\n\n{line}\n"
+    raise CheckpointError(f"checkpoint is not signed by {verifier}")  # pragma: no cover
+
+
+def sign_checkpoint(
+    bind: sa.Engine | sa.Connection, key: SigningKey, cosigners: Sequence[SigningKey] = ()
+) -> Checkpoint:
     """Sign the tree head and store the checkpoint.
 
     With an ``Engine``: call it after each commit; it signs the committed head in its own
@@ -235,16 +271,20 @@ def sign_checkpoint(bind: sa.Engine | sa.Connection, key: SigningKey) -> Checkpo
     appends, so the checkpoint commits (or rolls back) with them and is never ahead of the
     log; that saves a transaction per request. Idempotent for a size already signed.
     Ed25519 costs tens of microseconds, so this is cheap enough for every commit.
+    ``cosigners`` add their signatures to the same note (a key rotation's checkpoint is
+    signed by the old key and the new one).
     """
     if isinstance(bind, sa.Engine):
         with bind.begin() as conn:
-            return _sign(conn, key)
-    return _sign(bind, key)
+            return _sign(conn, key, cosigners)
+    return _sign(bind, key, cosigners)
 
 
-def _sign(conn: sa.Connection, key: SigningKey) -> Checkpoint:
+def _sign(conn: sa.Connection, key: SigningKey, cosigners: Sequence[SigningKey]) -> Checkpoint:
     tree = store.tree_head(conn)
     note = key.sign_note(checkpoint_body(key.name, tree.size, tree.root))
+    for cosigner in cosigners:
+        note = cosigner.cosign(note)
     # Ed25519 is deterministic: signing a size twice yields the same note, so a size
     # already stored (by us or a concurrent signer) is simply left as it is.
     stored = conn.execute(

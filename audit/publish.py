@@ -13,7 +13,15 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 
 from audit import store
-from audit.checkpoint import Checkpoint, SigningKey, open_checkpoint, sign_checkpoint
+from audit.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    SigningKey,
+    VerifierKey,
+    only_signed_by,
+    sign_checkpoint,
+)
+from audit.keys import note_at, read_history
 from audit.merkle import verify_consistency, verify_inclusion
 
 EXPORT_FORMAT = "safesetting-audit-export/1"
@@ -27,15 +35,25 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _signed(engine: sa.Engine, key: SigningKey, size: int | None) -> Checkpoint | None:
-    """The signed checkpoint for ``size`` (default: the current head, signed now if needed)."""
-    if size is None:
-        return sign_checkpoint(engine, key)
+def _signed(
+    engine: sa.Engine, key: SigningKey, size: int | None
+) -> tuple[Checkpoint, VerifierKey] | None:
+    """The signed checkpoint for ``size`` (default: the current head, signed now if needed)
+    and the key that signed it: the key in force at that size, which after a key rotation
+    need not be ``key`` (see ``audit.keys``)."""
     with engine.connect() as conn:
+        history = read_history(conn)
+        at = store.tree_head(conn).size if size is None else size
         note = conn.execute(
-            sa.select(store.checkpoints.c.note).where(store.checkpoints.c.tree_size == size)
+            sa.select(store.checkpoints.c.note).where(store.checkpoints.c.tree_size == at)
         ).scalar_one_or_none()
-    return None if note is None else open_checkpoint(note, key.verifier)
+    if note is not None:
+        return history.open(note, key.verifier)
+    if size is not None:
+        return None
+    if history.current not in (None, key.verifier):
+        raise CheckpointError(f"{key.verifier} is no longer the log's key: it may not sign")
+    return sign_checkpoint(engine, key), key.verifier
 
 
 def inclusion_bundle(
@@ -43,7 +61,8 @@ def inclusion_bundle(
 ) -> dict[str, Any]:
     """Entry ``seq``, its inclusion proof in the tree of ``size`` entries (default: the
     latest, freshly signed) and the signed checkpoint for that size when one is stored."""
-    checkpoint = _signed(engine, key, size)
+    signed = _signed(engine, key, size)
+    checkpoint, signer = signed if signed else (None, key.verifier)
     with engine.connect() as conn:
         tree_size = checkpoint.size if checkpoint else int(size or 0)
         entry = store.get_entry(conn, seq)
@@ -62,7 +81,7 @@ def inclusion_bundle(
         "proof": [b64(p) for p in proof],
         "root_hash": b64(root),
         "checkpoint": checkpoint.note if checkpoint else None,
-        "public_key": str(key.verifier),
+        "public_key": str(signer),
     }
 
 
@@ -74,7 +93,8 @@ def consistency_bundle(
     From size 0 every log is consistent (nothing to prove): the proof is empty and
     ``consistent`` is true, which the RFC verifier itself would refuse to say.
     """
-    checkpoint = _signed(engine, key, new_size)
+    signed = _signed(engine, key, new_size)
+    checkpoint, signer = signed if signed else (None, key.verifier)
     with engine.connect() as conn:
         size = checkpoint.size if checkpoint else int(new_size or 0)
         proof = store.prove_consistency(conn, old_size, size)
@@ -88,22 +108,38 @@ def consistency_bundle(
         "proof": [b64(p) for p in proof],
         "consistent": ok,
         "checkpoint": checkpoint.note if checkpoint else None,
-        "public_key": str(key.verifier),
+        "public_key": str(signer),
     }
 
 
 def export_jsonl(engine: sa.Engine, key: SigningKey, out: TextIO) -> Checkpoint:
     """Write the log as JSON lines: a header with the signed checkpoint and public key, then
-    one ``{"seq", "entry", "leaf_hash"}`` line per entry up to the checkpoint's size."""
-    checkpoint = sign_checkpoint(engine, key)
-    header = {
+    one ``{"seq", "entry", "leaf_hash"}`` line per entry up to the checkpoint's size.
+
+    The header's checkpoint carries the signature of the key in force alone (so a reader
+    that expects one signature line gets one); after key rotations, ``rotations`` lists
+    each rotation's entry and its checkpoint, signed by the old key and the new, so someone
+    holding an older key can follow the handovers (see README, "Verify an export offline").
+    """
+    signed = _signed(engine, key, None)
+    assert signed is not None  # the head is always signed here
+    checkpoint, signer = signed
+    with engine.connect() as conn:
+        rotations = [
+            {"seq": r.seq, "checkpoint": note_at(conn, r.seq)}
+            for r in read_history(conn).rotations
+            if r.seq <= checkpoint.size
+        ]
+    header: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "origin": checkpoint.origin,
         "tree_size": checkpoint.size,
         "root_hash": b64(checkpoint.root),
-        "checkpoint": checkpoint.note,
-        "public_key": str(key.verifier),
+        "checkpoint": only_signed_by(checkpoint.note, signer),
+        "public_key": str(signer),
     }
+    if rotations:
+        header["rotations"] = rotations
     out.write(json.dumps(header, ensure_ascii=False) + "\n")
     with engine.connect() as conn:
         for seq, *_cols, canonical, leaf in store.iter_rows(conn):

@@ -195,10 +195,18 @@ def verify_command(
         "its query.accepted entry: OK"
     )
     for source, size in result.checkpoints:
+        if source == "rotation":
+            click.echo(f"key rotation at entry {size}: signed by the old and the new key, "
+                       "root: OK")  # fmt: skip
+            continue
         what = "stored" if source == "stored" else f"published ({checkpoint_file})"
         click.echo(f"signature and root of the {what} checkpoint at size {size}: OK")
     if not result.checkpoints:
         click.echo("no signed checkpoint yet (run `safesetting audit checkpoint`)")
+    if len(result.keys) > 1:
+        for period in result.keys:
+            until = "now" if period.end is None else period.end
+            click.echo(f"key {period.key.key_id.hex()} signs sizes {period.start} to {until}")
 
 
 @audit_group.command(name="checkpoint")
@@ -227,14 +235,41 @@ def checkpoint_command(ctx: Context, show_key: bool, as_json: bool) -> None:
             click.echo(str(_key(ctx).verifier))
             return
         engine = _engine(ctx)
-        # Signing needs the key that signed the log so far, not merely a key.
-        key = auditing.home_key(ctx.home.signing_key, audit.latest_checkpoint(engine))
+        # Signing needs the key in force (the log's own, after any rotation), not merely a key.
+        with engine.connect() as conn:
+            state = auditing.key_state(conn)
+        key = auditing.home_key(ctx.home.signing_key, *state)
         cp = audit.sign_checkpoint(engine, key)
     if as_json:
         body = {"origin": cp.origin, "tree_size": cp.size, "root_hash": cp.root.hex()}
         print_json({**body, "note": cp.note})
         return
     click.echo(cp.note, nl=False)
+
+
+@audit_group.command(name="keys")
+@json_option
+@pass_context
+@handle_errors
+def keys_command(ctx: Context, as_json: bool) -> None:
+    """Every key the log has been signed with, and the tree sizes each signs.
+
+    A key rotation (`safesetting admin key rotate`) hands signing to a new key at the size
+    of its audit entry, whose checkpoint both keys sign: publish each key as it comes.
+    With SAFESETTING_URL set, asks the server (GET /v1/audit/public-keys).
+    """
+    remote = _remote()
+    if remote is not None:
+        body = remote.public_keys()
+    else:
+        with _engine(ctx).connect() as conn:
+            body = auditing.published_keys(conn, _key(ctx).verifier)
+    if as_json:
+        print_json(body)
+        return
+    for item in body["keys"]:
+        until = "now" if item["until_size"] is None else item["until_size"]
+        click.echo(f"{item['public_key']}  sizes {item['from_size']} to {until}")
 
 
 @audit_group.command(name="prove")

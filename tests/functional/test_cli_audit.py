@@ -185,6 +185,7 @@ def test_truncation_caught_with_published_checkpoint(runner, home, tmp_path):
         conn.exec_driver_sql("DELETE FROM audit_checkpoints WHERE tree_size > 4")
         frontier = audit.root_hash([e.leaf_hash for e in audit.read_entries(conn)])
         conn.execute(sa.text("UPDATE audit_head SET tree_size = 4, frontier = :f"), {"f": frontier})
+        audit.store.rebuild_epsilon_totals(conn)  # and the running ε totals
     run(runner, home, "verify")  # self-consistent without outside evidence
     result = run(runner, home, "verify", "--checkpoint", str(published), code=3)
     assert "first bad entry: 5" in result.stderr
