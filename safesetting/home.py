@@ -9,6 +9,8 @@ from pathlib import Path
 from safesetting.errors import UsageError
 
 DEFAULT_HOME = "./safesetting-home"
+#: Set by ``serve`` for its workers: connect as this PostgreSQL application role.
+DB_ROLE_ENV = "SAFESETTING_DB_ROLE"
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,28 @@ class Home:
         return self.root / "checkpoint.key"
 
     @property
-    def db_url(self) -> str:
-        """SQLAlchemy URL of the control database (``SAFESETTING_DB_URL`` wins)."""
+    def service_secret(self) -> Path:
+        """The PostgreSQL application role's password (0600; see ``store/roles.py``)."""
+        return self.root / "service-db.secret"
+
+    @property
+    def owner_db_url(self) -> str:
+        """SQLAlchemy URL of the control database as the operator gave it (``SAFESETTING_DB_URL``
+        wins over the home's SQLite file): on PostgreSQL, the tables' owner."""
         return os.environ.get("SAFESETTING_DB_URL") or f"sqlite:///{self.control_db}"
+
+    @property
+    def db_url(self) -> str:
+        """The URL this process connects with: :attr:`owner_db_url`, except that on
+        PostgreSQL with ``SAFESETTING_DB_ROLE`` set (``serve`` sets it for its workers) the
+        user is that application role and the password comes from :attr:`service_secret`."""
+        url = self.owner_db_url
+        role = os.environ.get(DB_ROLE_ENV)
+        if not role or url.startswith("sqlite"):
+            return url
+        from safesetting.store.roles import read_secret, service_url
+
+        return service_url(url, role, read_secret(self.service_secret))
 
     def exists(self) -> bool:
         """A home is a folder holding ``policy.toml`` (written by ``safesetting init``)."""

@@ -102,7 +102,8 @@ def _pg_admin() -> Iterator[sa.Engine]:
 def pg_url(_pg_admin: sa.Engine) -> Iterator[Callable[[], str]]:
     """A factory of fresh, empty PostgreSQL databases (dropped after the test).
 
-    ``url = pg_url()`` returns a SQLAlchemy URL for a new ``ss_test_<random>`` database.
+    ``url = pg_url()`` returns a SQLAlchemy URL for a new ``ss_test_<random>`` database;
+    its application role ``ss_test_<random>_service``, if ``serve`` made one, goes with it.
     """
     created: list[str] = []
 
@@ -121,6 +122,8 @@ def pg_url(_pg_admin: sa.Engine) -> Iterator[Callable[[], str]]:
     with _pg_admin.connect() as conn:
         for name in created:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # `serve` creates the database's application role (cluster-wide: drop it too).
+            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{name}_service"')
 
 
 DEMO_PUPILS = 12_000
