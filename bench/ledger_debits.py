@@ -1,4 +1,6 @@
 """Ledger debits per second, one transaction each, from 1 and 4 processes (SQLite, PostgreSQL).
+Each debit is followed by its ``query.accepted`` entry, as the service writes them (the
+debit checks the ledger against the log's running ε totals).
 
     python bench/ledger_debits.py [--debits 400]
 
@@ -22,6 +24,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import audit  # noqa: E402
 from policies.decide import ProjectFacts  # noqa: E402
 from safesetting.db import make_engine  # noqa: E402
 from safesetting.store import debit, migrate, project_spent  # noqa: E402
@@ -39,6 +42,10 @@ def _worker(url: str, n: int, tag: str) -> tuple[float, float, int]:
     for i in range(n):
         with engine.begin() as conn:
             debit(conn, "bench", EPSILON, f"{tag}-{i}", dataset_cap_micro=10**12)
+            audit.append_entry(
+                conn, actor="researcher:b", action="query.accepted", project="bench",
+                request={"query_id": f"{tag}-{i}"}, decision="allowed", epsilon_micro=EPSILON,
+            )  # fmt: skip
     finished = time.time()
     engine.dispose()
     return started, finished, n
@@ -47,6 +54,7 @@ def _worker(url: str, n: int, tag: str) -> tuple[float, float, int]:
 def _prepare(url: str) -> None:
     engine = make_engine(url)
     migrate(engine)
+    audit.create_schema(engine)
     now = datetime.now(UTC)
     with engine.begin() as conn:
         insert_researcher(conn, "b", organisation="x", role="researcher",

@@ -300,8 +300,9 @@ class Player:
 def tamper_epsilon(engine: sa.Engine, query_id: str) -> int:
     """In a COPY, do what a careful insider with the file could: drop the triggers, rewrite
     the ``query.accepted`` entry of ``query_id`` to claim ε = 0.1, then recompute every leaf
-    hash, cached node and the head so the log is self-consistent again. Returns the seq.
-    Only the signed checkpoints (and any published copy) can still tell."""
+    hash, cached node, the head and its running ε totals so the log is self-consistent
+    again. Returns the seq. Only the signed checkpoints (and any published copy) can still
+    tell."""
     with engine.begin() as conn:
         triggers = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
         for name in triggers.scalars().all():
@@ -341,6 +342,7 @@ def tamper_epsilon(engine: sa.Engine, query_id: str) -> int:
             sa.text("UPDATE audit_head SET tree_size = :n, frontier = :f"),
             {"n": n + 1, "f": b"".join(frontier)},
         )
+        audit.store.rebuild_epsilon_totals(conn)
     return target.seq
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from audit import store as audit_store
 from audit.store import append_only_statements
 from safesetting.store import tables as t
 
@@ -52,6 +53,16 @@ def _append_only(*tables: str) -> Callable[[sa.Connection], None]:
     return apply
 
 
+def _log_epsilon_totals(conn: sa.Connection) -> None:
+    """The log's running ε totals (``audit.store.add_epsilon_totals``): added to a log that
+    predates them and filled from its entries, so ``debit`` can compare the ledger with
+    them. A database whose log does not exist yet gets them when ``create_schema`` makes it.
+    (A version number of its own also stops an older safesetting, which would append
+    without keeping the totals, from opening the home.)"""
+    if sa.inspect(conn).has_table(audit_store.head.name):
+        audit_store.add_epsilon_totals(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -70,6 +81,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "policy versions", _create(t.policy_versions)),
     Migration(4, "queries and the release cache", _create(t.queries)),
     Migration(5, "the ledger is append-only", _append_only(t.ledger.name)),
+    Migration(6, "the log keeps running epsilon totals", _log_epsilon_totals),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -30,7 +30,8 @@ def drop_triggers(conn: sa.Connection) -> None:
 
 
 def rehash(conn: sa.Connection) -> None:
-    """What a careful intruder does after editing entries: recompute leaves, nodes, head."""
+    """What a careful intruder does after editing entries: recompute leaves, nodes, head
+    (and the running ε totals)."""
     conn.exec_driver_sql("DELETE FROM audit_nodes")
     frontier: list[bytes] = []
     rows = conn.execute(sa.text("SELECT seq, canonical FROM audit_entries ORDER BY seq")).all()
@@ -48,6 +49,7 @@ def rehash(conn: sa.Connection) -> None:
         sa.text("UPDATE audit_head SET tree_size = :n, frontier = :f"),
         {"n": len(rows), "f": b"".join(frontier)},
     )
+    audit.store.rebuild_epsilon_totals(conn)
 
 
 def verify(engine, key, **kwargs) -> audit.VerifyResult:

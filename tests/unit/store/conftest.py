@@ -1,4 +1,5 @@
-"""A migrated control database on SQLite and on PostgreSQL, fresh for every test."""
+"""A migrated control database on SQLite and on PostgreSQL, fresh for every test, with the
+audit log's tables (a debit is checked against the log's running totals)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+import audit
 from safesetting.db import make_engine
 from safesetting.store import migrate
 
@@ -24,4 +26,5 @@ def bare_engine(request, tmp_path) -> Iterator[sa.Engine]:
 @pytest.fixture
 def engine(bare_engine) -> sa.Engine:
     migrate(bare_engine)
+    audit.create_schema(bare_engine)
     return bare_engine

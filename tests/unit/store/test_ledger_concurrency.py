@@ -1,7 +1,8 @@
 """Parallel processes debiting one project never overspend: exactly floor(budget / ε) succeed.
 
 Runs on SQLite (BEGIN IMMEDIATE) and on PostgreSQL (row locks); every worker is a separate
-process with its own engine, released at the same instant.
+process with its own engine, released at the same instant. Each debit is appended to the log
+as the service does, so a false alarm of the ledger-against-log check would fail a worker.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pytest
 
 from safesetting.db import make_engine
 from safesetting.errors import BudgetExhaustedError
-from safesetting.store import dataset_spent, debit, project_spent
+from safesetting.store import dataset_spent, project_spent
 from safesetting.store.registry import insert_project
+from tests.unit.store.test_ledger import charge
 from tests.unit.store.test_registry import NOW, add_ada, facts
 
 WORKERS = 4
@@ -31,7 +33,7 @@ def _spend(url: str, project: str, epsilon: int, cap: int, start_at: float) -> i
     for attempt in range(ATTEMPTS):
         try:
             with engine.begin() as conn:
-                debit(conn, project, epsilon, f"{os.getpid()}-{attempt}", dataset_cap_micro=cap)
+                charge(conn, project, epsilon, f"{os.getpid()}-{attempt}", cap)
             succeeded += 1
         except BudgetExhaustedError:
             pass
