@@ -35,8 +35,16 @@ ALLOWED_REQUEST_KEYS = frozenset(
         "pupils", "seed", "years",
         # transport
         "method", "path", "client",
+        # signing-key rotations (verifier keys: public)
+        "public_key", "previous_public_key",
     }
 )  # fmt: skip
+
+#: Request keys that hold a verifier key (``name+id+base64``) and nothing else. The key
+#: itself is public and random, so only its name is held to the identifier check (random
+#: base64 now and then spells something shaped like a postcode).
+VERIFIER_KEY_FIELDS = frozenset({"public_key", "previous_public_key"})
+_VERIFIER_KEY = re.compile(r"^([^\s+]{1,200})\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}$")
 
 #: Keys refused anywhere in an entry, at any depth: rows, true values, direct identifiers.
 FORBIDDEN_KEYS = frozenset(
@@ -132,7 +140,13 @@ def check_request(request: Mapping[str, Any] | None) -> None:
     unknown = sorted(k for k in request if k not in ALLOWED_REQUEST_KEYS)
     if unknown:
         raise ForbiddenContentError(f"request keys not on the allow-list: {', '.join(unknown)}")
-    _check_value(request, "request")
+    for key in VERIFIER_KEY_FIELDS.intersection(request):
+        value = request[key]
+        match = _VERIFIER_KEY.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ForbiddenContentError(f"request.{key} may only hold a verifier key")
+        _check_value(match.group(1), f"request.{key}")
+    _check_value({k: v for k, v in request.items() if k not in VERIFIER_KEY_FIELDS}, "request")
 
 
 def check_entry(

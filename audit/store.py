@@ -8,14 +8,21 @@ Tables:
   ``(level, idx)``: proofs read O(log n) of these instead of rehashing the log.
 * ``audit_checkpoints`` — every signed checkpoint, keyed by tree size.
 * ``audit_head`` — one row: the tree size and its *frontier* (the perfect-subtree roots
-  that make up the tree). Appenders lock it, so appends are O(log n) and seqs gap-free.
+  that make up the tree), and the running total of the ε the entries carry. Appenders lock
+  it, so appends are O(log n) and seqs gap-free.
+* ``audit_epsilon`` — the running total of the ε the entries carry, per project: a row for
+  each project with an entry carrying ε > 0 (``query.accepted`` in practice).
 
 The first three refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL) with triggers. The
-head is derived state, rewritten on every append; ``verify`` recomputes it from the entries.
+head and the running totals are derived state, rewritten by the append that changes them
+(under the head's lock); ``verify`` recomputes them from the entries. The totals let a
+reader compare the ε the log accounts for with another record of it (the service's budget
+ledger) in O(1), without reading the entries.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -72,6 +79,15 @@ head = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("tree_size", sa.BigInteger, nullable=False),
     sa.Column("frontier", sa.LargeBinary, nullable=False),
+    # Added after the first release: a server default, so ALTER TABLE can add it to old logs.
+    sa.Column("epsilon_micro", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+)
+
+epsilon_totals = sa.Table(
+    "audit_epsilon",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("epsilon_micro", sa.BigInteger, nullable=False),
 )
 
 APPEND_ONLY_TABLES = ("audit_entries", "audit_nodes", "audit_checkpoints")
@@ -128,8 +144,80 @@ def create_schema(engine: sa.Engine) -> None:
         metadata.create_all(conn)
         for statement in append_only_statements(dialect, APPEND_ONLY_TABLES):
             conn.exec_driver_sql(statement)
+        add_epsilon_totals(conn)  # a log from before the running totals
         if conn.execute(sa.select(head.c.id)).first() is None:
-            conn.execute(head.insert().values(id=1, tree_size=0, frontier=b""))
+            conn.execute(head.insert().values(id=1, tree_size=0, frontier=b"", epsilon_micro=0))
+
+
+def add_epsilon_totals(conn: sa.Connection) -> bool:
+    """Give a log that predates the running ε totals its ``audit_head.epsilon_micro``
+    column and ``audit_epsilon`` table, filled from its entries, in the caller's transaction.
+    Idempotent: returns False, doing nothing, when the head already has the column (the
+    column and the backfill commit together). The head table must exist."""
+    if conn.dialect.name == "postgresql":  # re-entrant: create_schema may hold it already
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    if "epsilon_micro" in {c["name"] for c in sa.inspect(conn).get_columns(head.name)}:
+        return False
+    conn.exec_driver_sql(
+        f"ALTER TABLE {head.name} ADD COLUMN epsilon_micro BIGINT NOT NULL DEFAULT 0"
+    )
+    epsilon_totals.create(conn, checkfirst=True)
+    rebuild_epsilon_totals(conn)
+    return True
+
+
+def entry_epsilon(canonical: bytes) -> tuple[str | None, int]:
+    """``(project, micro-ε)`` as the canonical bytes of one entry record them; ``(None, 0)``
+    for bytes that are not a well-formed entry (``verify`` reports those separately)."""
+    try:
+        body = json.loads(canonical)
+        project, micro = body["project"], body["epsilon_micro"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None, 0
+    if isinstance(micro, bool) or not isinstance(micro, int) or micro <= 0:
+        return None, 0
+    return (project if isinstance(project, str) else None), micro
+
+
+def count_epsilon(conn: sa.Connection) -> tuple[int, dict[str, int]]:
+    """The ε the stored entries carry, recomputed from their canonical bytes: in all, and
+    per project (projects with none left out). O(n), for the backfill (``verify`` counts the
+    same way in its own pass)."""
+    total, per_project = 0, dict[str, int]()
+    for row in iter_rows(conn):
+        project, micro = entry_epsilon(_as_bytes(row[5]))
+        total += micro
+        if micro and project is not None:
+            per_project[project] = per_project.get(project, 0) + micro
+    return total, per_project
+
+
+def stored_epsilon(conn: sa.Connection) -> tuple[int, dict[str, int]]:
+    """The running ε totals as stored (head and ``audit_epsilon``): in all, and per project."""
+    total = conn.execute(sa.select(head.c.epsilon_micro).where(head.c.id == 1)).scalar()
+    rows = conn.execute(sa.select(epsilon_totals.c.project, epsilon_totals.c.epsilon_micro))
+    return int(total or 0), {str(p): int(micro) for p, micro in rows}
+
+
+def rebuild_epsilon_totals(conn: sa.Connection) -> int:
+    """Recompute the running ε totals from the entries and store them (the backfill of an
+    older log), holding the head's lock as an append does; returns the total."""
+    conn.execute(_TOUCH_HEAD)
+    total, per_project = count_epsilon(conn)
+    conn.execute(epsilon_totals.delete())
+    if per_project:
+        conn.execute(
+            epsilon_totals.insert(),
+            [{"project": p, "epsilon_micro": micro} for p, micro in sorted(per_project.items())],
+        )
+    conn.execute(head.update().where(head.c.id == 1).values(epsilon_micro=total))
+    return total
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else b""
 
 
 @lru_cache(maxsize=8)
@@ -155,10 +243,32 @@ _LOCK_HEAD = (
     .values(tree_size=head.c.tree_size + 1)
     .returning(head.c.tree_size, head.c.frontier)
 )
+# The same for an entry carrying ε: the dataset-wide running total grows with the tree.
+_LOCK_HEAD_CHARGED = (
+    head.update()
+    .where(head.c.id == 1)
+    .values(
+        tree_size=head.c.tree_size + 1,
+        epsilon_micro=head.c.epsilon_micro + sa.bindparam("charged", type_=sa.BigInteger),
+    )
+    .returning(head.c.tree_size, head.c.frontier)
+)
+_TOUCH_HEAD = head.update().where(head.c.id == 1).values(tree_size=head.c.tree_size)
 _SET_FRONTIER = head.update().where(head.c.id == 1).values(frontier=sa.bindparam("new_frontier"))
 _READ_HEAD = sa.select(head.c.tree_size, head.c.frontier).where(head.c.id == 1)
 _INSERT_ENTRY = entries.insert()
 _INSERT_NODE = nodes.insert()
+
+
+@lru_cache(maxsize=4)
+def _add_project_epsilon(dialect: str) -> sa.Insert:
+    """``audit_epsilon[project] += epsilon_micro`` as one upsert (built once per dialect)."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(epsilon_totals)
+    upsert: sa.Insert = insert.on_conflict_do_update(
+        index_elements=[epsilon_totals.c.project],
+        set_={"epsilon_micro": epsilon_totals.c.epsilon_micro + insert.excluded.epsilon_micro},
+    )
+    return upsert
 
 
 def split_frontier(blob: bytes) -> list[bytes]:
@@ -185,6 +295,8 @@ def append_entry(
     Content is checked first (``ForbiddenContentError`` for rows, true values, identifiers).
     The head row is locked by an ``UPDATE … RETURNING`` before anything is read, so
     concurrent appenders, threads or processes, queue there and get gap-free unique seqs.
+    An entry carrying ε adds it to the running totals (the head's and its project's) under
+    that same lock.
     """
     body = check_entry(  # refuse bad content before taking the lock
         actor=actor,
@@ -198,7 +310,10 @@ def append_entry(
         data_version=data_version,
         policy_digest=policy_digest,
     )
-    locked = conn.execute(_LOCK_HEAD).one()
+    if epsilon_micro:
+        locked = conn.execute(_LOCK_HEAD_CHARGED, {"charged": epsilon_micro}).one()
+    else:
+        locked = conn.execute(_LOCK_HEAD).one()
     seq, frontier = int(locked.tree_size), split_frontier(locked.frontier)
     entry = seal_entry(body, seq, utc_now())
     created = extend_frontier(frontier, seq - 1, entry.leaf_hash)
@@ -217,6 +332,11 @@ def append_entry(
     if created:
         conn.execute(_INSERT_NODE, [{"level": lv, "idx": i, "hash": h} for lv, i, h in created])
     conn.execute(_SET_FRONTIER, {"new_frontier": b"".join(frontier)})
+    if epsilon_micro and project is not None:
+        conn.execute(
+            _add_project_epsilon(conn.dialect.name),
+            {"project": project, "epsilon_micro": epsilon_micro},
+        )
     return entry
 
 
@@ -255,9 +375,13 @@ def read_entries(
     action: str | None = None,
     limit: int | None = None,
     newest_first: bool = False,
+    after_seq: int = 0,
 ) -> list[AuditEntry]:
-    """Entries matching the filters, by seq. ``action`` may end in ``.*`` (``query.*``)."""
+    """Entries matching the filters, by seq. ``action`` may end in ``.*`` (``query.*``);
+    ``after_seq`` skips the entries up to and including that seq."""
     query = sa.select(entries.c.canonical, entries.c.leaf_hash)
+    if after_seq:
+        query = query.where(entries.c.seq > after_seq)
     if since is not None:
         if isinstance(since, datetime):
             aware = since if since.tzinfo else since.replace(tzinfo=UTC)

@@ -7,9 +7,15 @@ What is checked, in one pass over the entries in seq order:
   actor, action and project inside those bytes match the row (a moved, reordered or
   edited entry is named);
 * the cached subtree nodes and the head row match what the entries hash to;
+* the running ε totals (the head's, and each project's in ``audit_epsilon``) equal the ε
+  the entries carry;
 * the latest stored checkpoint and any given (published) checkpoint carry a valid
   signature by the log's key and match the recomputed root at their size; a checkpoint
-  larger than the log means entries were cut off the end.
+  larger than the log means entries were cut off the end;
+* each key rotation (a ``key.rotated`` entry, see ``audit.keys``) hands over from the key
+  then in force, and its checkpoint is signed by both keys and matches the root there; a
+  checkpoint is checked with the key in force at its size, so the log's first key, any
+  later one or the current one may be the one given.
 
 When a checkpoint's root does not match but no single entry looks wrong (someone rewrote an
 entry *and* its hashes), the stored signed checkpoints are searched for the first size
@@ -26,7 +32,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from audit import store
+from audit.canonical import micro_to_epsilon
 from audit.checkpoint import Checkpoint, CheckpointError, VerifierKey, open_checkpoint
+from audit.keys import ROTATED, KeyHistory, KeyPeriod, Rotation, note_at
 from audit.merkle import (
     EMPTY_ROOT,
     extend_frontier,
@@ -60,6 +68,8 @@ class VerifyResult:
     #: (``"stored"`` or ``"given"``, tree size) of each checkpoint whose signature and root held
     checkpoints: tuple[tuple[str, int], ...] = ()
     public_key: str | None = None
+    #: the keys the log was checked with, and the sizes each signs (see ``audit.keys``)
+    keys: tuple[KeyPeriod, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -81,6 +91,7 @@ class VerifyResult:
             ],
             "checkpoints_verified": [{"source": s, "tree_size": n} for s, n in self.checkpoints],
             "public_key": self.public_key,
+            "keys": [k.to_json() for k in self.keys],
         }
 
 
@@ -90,6 +101,9 @@ class _Scan:
     leaves: list[bytes] = field(default_factory=list)
     frontier: list[bytes] = field(default_factory=list)
     roots: dict[int, bytes] = field(default_factory=lambda: {0: EMPTY_ROOT})
+    epsilon_micro: int = 0  # the ε the entries carry, in all and per project
+    epsilon_by_project: dict[str, int] = field(default_factory=dict)
+    rotations: list[tuple[int, Any]] = field(default_factory=list)  # (seq, request)
 
     def add(self, seq: int | None, code: str, message: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -135,9 +149,18 @@ def _scan_entries(conn: sa.Connection, scan: _Scan, sizes: set[int]) -> None:
         try:
             body = _DECODE(canonical.decode())
             recorded = (body["seq"], *(body[c] for c in _COLUMNS))
+            micro = body["epsilon_micro"]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             scan.add(seq, "malformed_entry", f"entry {seq}: contents are not a well-formed entry")
         else:
+            if recorded[3] == ROTATED:
+                scan.rotations.append((seq, body.get("request")))
+                sizes.add(len(scan.leaves) + 1)  # its checkpoint's root is checked too
+            if type(micro) is int and micro > 0:  # as append_entry counts it
+                scan.epsilon_micro += micro
+                if type(project := recorded[4]) is str:
+                    totals = scan.epsilon_by_project
+                    totals[project] = totals.get(project, 0) + micro
             if recorded[0] != seq:
                 scan.add(
                     seq,
@@ -181,7 +204,35 @@ def _check_head(conn: sa.Connection, scan: _Scan) -> None:
         scan.add(None, "head_mismatch", "the head's cached frontier does not match the entries")
 
 
-def _localise(conn: sa.Connection, scan: _Scan, verifier: VerifierKey) -> int | None:
+def _shown(micro: int) -> str:
+    return f"ε {micro_to_epsilon(micro):f}"
+
+
+def _check_epsilon(conn: sa.Connection, scan: _Scan) -> None:
+    """The running ε totals against the ε the entries carry (what the budget ledger is
+    compared with before each debit, so a total edited to match an edited ledger shows)."""
+    total, per_project = store.stored_epsilon(conn)
+    if total != scan.epsilon_micro:
+        scan.add(
+            None,
+            "epsilon_total_mismatch",
+            f"the head's running total records {_shown(total)} but the entries carry "
+            f"{_shown(scan.epsilon_micro)}",
+        )
+    for project in sorted(set(per_project) | set(scan.epsilon_by_project)):
+        stored, carried = per_project.get(project, 0), scan.epsilon_by_project.get(project, 0)
+        if stored != carried:
+            scan.add(
+                None,
+                "epsilon_total_mismatch",
+                f"the running total for project {project} records {_shown(stored)} but its "
+                f"entries carry {_shown(carried)}",
+            )
+
+
+def _localise(
+    conn: sa.Connection, scan: _Scan, history: KeyHistory, verifier: VerifierKey
+) -> int | None:
     """The first entry a stored, validly signed checkpoint disagrees with (bisection).
 
     If checkpoint ``s`` disagrees and the one before it, ``p``, agrees, the change lies in
@@ -198,7 +249,7 @@ def _localise(conn: sa.Connection, scan: _Scan, verifier: VerifierKey) -> int | 
     def disagrees(i: int) -> bool:
         size, note = int(notes[i][0]), notes[i][1]
         try:
-            cp = open_checkpoint(note, verifier)
+            cp, _ = history.open(note, verifier)
         except CheckpointError:
             return False  # an unsigned/forged row proves nothing either way
         return cp.size != size or cp.root != range_hash(lookup, 0, size)
@@ -231,6 +282,12 @@ def verify_log(
         notes = [("stored", stored)] if stored else []
         if checkpoint_text is not None:
             notes.append(("given", checkpoint_text))
+        # Which key checks a checkpoint depends on the rotations the entries record, so the
+        # signatures are checked after the pass; the roots it keeps are at the claimed sizes.
+        _scan_entries(conn, scan, {s for _, note in notes if (s := _claimed_size(note))})
+        _check_head(conn, scan)
+        _check_epsilon(conn, scan)
+        history = _rotations(scan)
         checkpoints: list[tuple[str, Checkpoint]] = []
         for label, note in notes:
             if verifier is None:
@@ -241,24 +298,22 @@ def verify_log(
                 )
                 continue
             try:
-                cp = open_checkpoint(note, verifier)
+                cp, key = history.open(note, verifier)
             except CheckpointError as exc:
                 scan.add(None, "checkpoint_rejected", f"{label} checkpoint rejected: {exc}")
                 continue
-            if cp.origin != verifier.name:
+            if cp.origin != key.name:
                 scan.add(None, "checkpoint_rejected", f"{label} checkpoint is for {cp.origin}")
                 continue
             checkpoints.append((label, cp))
-        _scan_entries(conn, scan, {cp.size for _, cp in checkpoints})
-        _check_head(conn, scan)
-        n, good = len(scan.leaves), []
+        n, good = len(scan.leaves), _check_rotations(conn, scan, history)
         for label, cp in checkpoints:
             if cp.size > n:
                 gone = f"entries {n + 1}..{cp.size} are gone"
                 scan.add(n + 1, "log_truncated", f"the {label} checkpoint covers {cp.size} "
                          f"entries but the log holds {n}: {gone}")  # fmt: skip
             elif cp.root != scan.roots[cp.size]:
-                seq = _localise(conn, scan, verifier) if verifier else None
+                seq = _localise(conn, scan, history, verifier) if verifier else None
                 scan.add(
                     seq,
                     "checkpoint_mismatch",
@@ -272,4 +327,55 @@ def verify_log(
         problems=tuple(scan.problems),
         checkpoints=tuple(good),
         public_key=str(verifier) if verifier else None,
+        keys=history.periods(verifier),
     )
+
+
+def _claimed_size(note: str) -> int | None:
+    """The tree size a checkpoint says it covers, before its signature is checked."""
+    lines = note.split("\n", 2)
+    return int(lines[1]) if len(lines) > 2 and lines[1].isdigit() else None
+
+
+def _rotations(scan: _Scan) -> KeyHistory:
+    """The key rotations the entries record; malformed ones and ones that do not hand over
+    from the key then in force are problems."""
+    found = []
+    for seq, request in scan.rotations:
+        try:
+            found.append(Rotation.from_request(seq, request))
+        except CheckpointError as exc:
+            scan.add(seq, "rotation_rejected", str(exc))
+    history = KeyHistory(tuple(found))
+    for seq, message in history.breaks():
+        scan.add(seq, "rotation_rejected", message)
+    return history
+
+
+def _check_rotations(
+    conn: sa.Connection, scan: _Scan, history: KeyHistory
+) -> list[tuple[str, int]]:
+    """Each rotation's checkpoint: signed by the key handing over (which vouches for a tree
+    naming its successor) and by the new key, at the rotation's size, over the log's root
+    there. Returns ``("rotation", size)`` for each that holds."""
+    good = []
+    for rotation in history.rotations:
+        size = rotation.seq
+        note = note_at(conn, size)
+        what = f"entry {size}: the key rotation's checkpoint"
+        if note is None:
+            scan.add(size, "rotation_rejected", f"{what} is missing")
+            continue
+        try:
+            old = open_checkpoint(note, rotation.previous)
+            new = open_checkpoint(note, rotation.new)
+        except CheckpointError as exc:
+            scan.add(size, "rotation_rejected", f"{what} is not signed by both keys: {exc}")
+            continue
+        if old.size != size or new.size != size:
+            scan.add(size, "rotation_rejected", f"{what} is for size {old.size}")
+        elif size in scan.roots and old.root != scan.roots[size]:
+            scan.add(size, "checkpoint_mismatch", f"{what} does not match the log's root there")
+        elif size in scan.roots:
+            good.append(("rotation", size))
+    return good

@@ -57,6 +57,21 @@ refused = ["immigration_enforcement", "policing", "commercial_marketing"]
 # answer names no other project's query either way).
 share_across_projects = false
 
+[limits]
+# The service's self-defence. Rates are per server worker (token buckets): a client (IP
+# address) or a token over its rate gets HTTP 429 with Retry-After.
+requests_per_second_per_client = 20.0
+burst_per_client = 60
+requests_per_second_per_token = 10.0
+burst_per_token = 30
+# Failed logins from one client are recorded as one `auth.failed` entry per window (with
+# the number of attempts), not one entry per attempt.
+failed_login_window_seconds = 60
+# Fresh (paid-for) queries one researcher may have running at once.
+concurrent_queries_per_researcher = 2
+# cells x aggregates x rows (rows: declared pupils x rows per pupil), known before running.
+max_query_cost = 1_000_000_000_000
+
 # Limits by organisation type. Absent keys mean "the policy-wide limit applies".
 [organisation_types.academic]
 max_budget_epsilon = 10

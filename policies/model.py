@@ -102,6 +102,23 @@ class Releases(_Model):
     share_across_projects: StrictBool = False
 
 
+class Limits(_Model):
+    """What one client, token or query may ask of the service (its self-defence).
+
+    Rates are token buckets kept by each server worker: ``*_per_second`` refills, ``*_burst``
+    is the most that may arrive at once. A query's cost is cells × aggregates × rows, where
+    rows is the public bound on the rows it reads (declared pupils × rows per pupil), known
+    before anything runs."""
+
+    requests_per_second_per_client: float = Field(default=20.0, gt=0, le=1e6, strict=True)
+    burst_per_client: StrictInt = Field(default=60, ge=1, le=1_000_000)
+    requests_per_second_per_token: float = Field(default=10.0, gt=0, le=1e6, strict=True)
+    burst_per_token: StrictInt = Field(default=30, ge=1, le=1_000_000)
+    failed_login_window_seconds: StrictInt = Field(default=60, ge=1, le=86_400)
+    concurrent_queries_per_researcher: StrictInt = Field(default=2, ge=1, le=1000)
+    max_query_cost: StrictInt = Field(default=10**12, ge=1, le=10**18)
+
+
 class EpsilonLimits(_Model):
     """ε per query and the dataset-wide cap, in micro-ε."""
 
@@ -129,6 +146,7 @@ class Policy(_Model):
     organisation_types: dict[OrgType, OrgLimits]  # every OrgType present (validated)
     columns: dict[StrictStr, ClassName] = Field(default_factory=dict)
     releases: Releases = Field(default_factory=Releases)
+    limits: Limits = Field(default_factory=Limits)
 
     @field_validator("organisation_types")
     @classmethod

@@ -84,6 +84,13 @@ _TEMPLATES: Final[dict[str, str]] = {
     "academic_year), public tables on their key",
     "too_many_cells": "the query would release {cells} cells; the limit is {limit}",
     "join_too_wide": "the join could give one pupil more rows than the engine allows",
+    # The service's limits (policy.toml [limits])
+    "query_too_costly": "the query could cost {cost} (cells x aggregates x rows it may read); "
+    "the limit is {limit}: ask for fewer groups or aggregates, or pin academic_year",
+    "ledger_mismatch": "the budget ledger disagrees with the audit log; nothing can be charged "
+    "until the operator has run `safesetting audit verify`",
+    "too_many_queries": "researcher {researcher} already has {running} paid-for queries "
+    "running; the limit is {limit}: retry when one has finished",
     "type_mismatch": "{column} is compared with a value of another type",
     "value_not_in_domain": "{column} has no such value among its public values",
     # Unusable input (audited as query.invalid, exit 2)

@@ -317,6 +317,25 @@ def close_project(control: Control, project_id: str) -> Project:
     return project
 
 
+def resume_queries(control: Control) -> str | None:
+    """Let fresh queries run again after a read failure stopped them (``service.resumed``).
+
+    The data file is checked first, as ``serve`` checks it at start: a file that still does
+    not open keeps them stopped. Returns the incident that had stopped them (None if they
+    were running; nothing is then written)."""
+    from safesetting import service
+
+    incident = service.halted_by(control.home)
+    if incident is None:
+        return None
+    service.check_data(control.home.database)
+    with control.transaction() as conn:
+        control.record(conn, "service.resumed", request={"incident": incident},
+                       decision="allowed")  # fmt: skip
+    service.resume(control.home)
+    return incident
+
+
 # --- opt-outs ----------------------------------------------------------------------------
 
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from policies.epsilon import to_float
 from policies.reasons import reason
 from safesetting.control import Control
-from safesetting.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from safesetting.errors import AuthenticationError, PermissionDeniedError
 from safesetting.store import authenticate, dataset_spent, get_project, project_spent
+from safesetting.store.registry import member_project
 from safesetting.validation import check_id
 
 
@@ -57,19 +58,18 @@ def budget_summary(control: Control, project_id: str, token: str | None) -> Budg
                 conn,
                 "auth.failed",
                 actor="anonymous",
-                project=project_id,
+                request={"project": project_id},  # not on the project's own record
                 decision="denied",
                 reasons=[r.code for r in failure.reasons],
             )
         raise failure
     with control.reader() as conn:
-        try:
-            project = get_project(conn, project_id)
-        except NotFoundError:
-            if caller.role != "researcher":
-                raise
-            project = None
-        if project is None or (caller.role == "researcher" and caller.id not in project.members):
+        if caller.role == "researcher":
+            # One lookup decides, the same for an unknown project and someone else's.
+            project = member_project(conn, project_id, caller.id)
+        else:
+            project = get_project(conn, project_id)  # NotFoundError for an unknown one
+        if project is None:
             raise PermissionDeniedError(
                 f"project {project_id} is not one of yours",
                 [reason("not_a_member", researcher=caller.id, project=project_id)],

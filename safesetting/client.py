@@ -24,9 +24,11 @@ from safesetting.errors import (
     NotFoundError,
     PermissionDeniedError,
     PolicyDeniedError,
+    RateLimitedError,
     Reason,
     SafeSettingError,
     StateError,
+    UnavailableError,
     UsageError,
 )
 from safesetting.results import QueryResult
@@ -45,6 +47,8 @@ _BY_KIND: dict[str, type[SafeSettingError]] = {
         NotFoundError,
         StateError,
         IntegrityError,
+        RateLimitedError,
+        UnavailableError,
     )
 }
 _BY_STATUS: dict[int, type[SafeSettingError]] = {
@@ -52,6 +56,8 @@ _BY_STATUS: dict[int, type[SafeSettingError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     409: BudgetExhaustedError,
+    429: RateLimitedError,
+    503: UnavailableError,
 }
 
 
@@ -128,7 +134,7 @@ class HttpBackend:
         response = self._send("POST", "/v1/queries", json=body)
         if response.is_success:
             return QueryResult.from_json(response.json())
-        if response.status_code in (403, 409):
+        if response.status_code in (403, 409, 429):
             try:
                 refused = response.json().get("result")
             except ValueError:
@@ -156,6 +162,10 @@ class HttpBackend:
         if not response.is_success:
             raise error_from(response)
         return response.text.strip()
+
+    def public_keys(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._json("GET", "/v1/audit/public-keys")
+        return body
 
     def entries(self, **filters: Any) -> list[dict[str, Any]]:
         params = {k: str(v) for k, v in filters.items() if v is not None}

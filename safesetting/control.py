@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import getpass
 import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,10 +28,11 @@ from policies.load import PolicyFileError, load_policy, write_default_policy
 from policies.model import Policy
 from safesetting import auditing
 from safesetting.db import engine_for
-from safesetting.errors import StateError, UsageError
-from safesetting.home import Home
+from safesetting.errors import IntegrityError, StateError, UsageError
+from safesetting.home import DB_ROLE_ENV, Home
 from safesetting.store import LATEST, current_version, migrate
 from safesetting.store import tables as t
+from safesetting.store.roles import owns_schema, setup_service_role
 
 
 def operator_actor() -> str:
@@ -42,6 +44,28 @@ def operator_actor() -> str:
     return f"admin:{user}"
 
 
+#: How long a process waits for an ``admin key rotate`` caught between installing its key
+#: and committing (milliseconds, normally) before it reports the key as not in force.
+KEY_SETTLE_SECONDS = 2.0
+
+
+@dataclass
+class _KeyCache:
+    """The key a process signs with, and the key file's identity when it was read."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    key: audit.SigningKey | None = None
+    stamp: tuple[int, int, int, int] | None = None
+
+
+def _stamp(path: os.PathLike[str]) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+
+
 @dataclass(frozen=True)
 class Control:
     """A home's policy and control database, ready to use."""
@@ -51,18 +75,42 @@ class Control:
     policy: Policy
     policy_digest: str
     actor: str
+    _keys: _KeyCache = field(default_factory=_KeyCache, init=False, repr=False, compare=False)
 
     def record(self, conn: sa.Connection, action: str, **fields: Any) -> AuditEntry:
         """Audit ``action`` in ``conn``'s transaction, as this control's actor by default."""
         fields.setdefault("actor", self.actor)
         return auditing.record(conn, action=action, policy_digest=self.policy_digest, **fields)
 
-    @cached_property
+    @property
     def signing_key(self) -> audit.SigningKey:
-        """The home's checkpoint key, read and checked once per process (never created)."""
-        with self.reader() as conn:  # never the write lock: this may run inside a transaction
-            note = audit.store.latest_note(conn)
-        return auditing.home_key(self.home.signing_key, note)
+        """The home's checkpoint key (never created), checked against the log when first
+        read and again whenever the key file changes (one ``stat`` per call).
+
+        ``admin key rotate`` replaces the file while it holds the log's write lock, before
+        its rotation commits, so a process that signs after that commit (it signs inside
+        its own write transaction) sees the new file and signs with the new key. A file
+        deleted under a running process leaves it the key it has.
+        """
+        cache, stamp = self._keys, _stamp(self.home.signing_key)
+        with cache.lock:
+            if cache.key is None or (stamp is not None and stamp != cache.stamp):
+                cache.key, cache.stamp = self._load_key(), stamp
+            return cache.key
+
+    def _load_key(self) -> audit.SigningKey:
+        path = self.home.signing_key
+        deadline = time.monotonic() + KEY_SETTLE_SECONDS
+        while True:
+            with self.reader() as conn:  # never the write lock: we may be in a transaction
+                note, history = auditing.key_state(conn)
+            try:
+                return auditing.home_key(path, note, history)
+            except IntegrityError:
+                # A rotation in flight has installed its key but not yet committed.
+                if time.monotonic() > deadline or not auditing.previous_key_path(path).exists():
+                    raise
+            time.sleep(0.05)
 
     @contextmanager
     def reader(self) -> Iterator[sa.Connection]:
@@ -128,22 +176,60 @@ def init_home(home: Home, *, actor: str | None = None) -> list[str]:
 
 
 def open_control(home: Home, *, actor: str | None = None) -> Control:
-    """Load the policy, bring the control database up to date, note a changed policy."""
+    """Load the policy, bring the control database up to date, note a changed policy.
+
+    Connected as PostgreSQL's application role (``serve``'s workers), which may not change
+    the schema, it only checks that the owner has brought it up to date."""
     policy, digest = load_home_policy(home)
     engine = engine_for(home)
     with engine.connect() as conn:
         version = current_version(conn)
+        owner = owns_schema(conn)  # False for the application role (PostgreSQL)
+        ready = owner or (version >= LATEST and sa.inspect(conn).has_table(audit.store.head.name))
     if version > LATEST:
         raise StateError(
             f"the control database is at schema version {version}, newer than this "
             f"safesetting understands ({LATEST}): upgrade safesetting"
         )
-    migrate(engine)
-    auditing.ensure_schema(engine)
+    if owner:
+        migrate(engine)
+        auditing.ensure_schema(engine)
+    elif not ready:  # the application role may not change the schema: it only checks
+        raise StateError(
+            f"the control database is at schema version {version} (this safesetting needs "
+            f"{LATEST}) and {engine.url.username} may not migrate it: start `safesetting "
+            "serve` (or any admin command) as the operator, with the owner's SAFESETTING_DB_URL"
+        )
     control = Control(home, engine, policy, digest, actor or operator_actor())
     _ = control.signing_key  # missing or not the log's own: stop here, before any write
     _note_policy(control)
     return control
+
+
+def open_service_control(home: Home, *, role: str | None = None) -> Control:
+    """What ``serve`` starts from: the home opened as the operator (migrations, audit
+    tables, policy) and then, on PostgreSQL, reopened as the application role.
+
+    On PostgreSQL the owner (``SAFESETTING_DB_URL``) sets up the role (``role``, by default
+    ``<database>_service``; see :func:`safesetting.store.roles.setup_service_role`), this
+    process's owner connections are closed, and ``SAFESETTING_DB_ROLE`` is set so that this
+    process and the workers it starts connect as the role. SQLite has no roles: there the
+    home's file permissions are the boundary, and the control is the operator's.
+    """
+    os.environ.pop(DB_ROLE_ENV, None)  # migrations and the role's setup run as the owner
+    postgres = sa.make_url(home.owner_db_url).get_backend_name() == "postgresql"
+    if role is not None and not postgres:
+        raise UsageError(
+            "--service-role applies to a PostgreSQL control database only (a SQLite home's "
+            "boundary is its file permissions)"
+        )
+    control = open_control(home, actor="service")
+    if not postgres:
+        return control
+    url = setup_service_role(control.engine, secret=home.service_secret, role=role)
+    os.environ[DB_ROLE_ENV] = str(sa.make_url(url).username)
+    control.engine.dispose()  # no owner connection stays open in the server
+    return open_control(home, actor="service")
 
 
 def _last_digest(conn: sa.Connection) -> str | None:

@@ -80,6 +80,29 @@ class StateError(SafeSettingError):
     kind = "state"
 
 
+class UnavailableError(StateError):
+    """The service has stopped answering fresh queries until its operator acts (the data
+    could not be read after a query was paid for): HTTP 503, exit 2."""
+
+    http_status = 503
+    kind = "unavailable"
+
+
+class RateLimitedError(SafeSettingError):
+    """Too many requests from one client or token, or too many queries running at once:
+    HTTP 429 with ``Retry-After``; exit 3 (refused)."""
+
+    exit_code = 3
+    http_status = 429
+    kind = "rate_limited"
+
+    def __init__(
+        self, message: str, reasons: list[Reason] | None = None, *, retry_after: int = 1
+    ) -> None:
+        super().__init__(message, reasons)
+        self.retry_after = max(int(retry_after), 1)
+
+
 class IntegrityError(SafeSettingError):
     """Stored state failed verification (a tampered audit log, say)."""
 

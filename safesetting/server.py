@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -29,11 +30,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import audit
 from audit.publish import ProofError, consistency_bundle, inclusion_bundle
+from audit.store import TIME_FORMAT
 from policies.reasons import reason
-from safesetting import __version__
+from safesetting import __version__, auditing
 from safesetting.api.errors import EXCEPTION_HANDLERS, BadRequestError, EnvelopeRoute, refusal
 from safesetting.api.headers import SecurityHeadersMiddleware
-from safesetting.api.limits import BodyLimitMiddleware
+from safesetting.api.lifeline import follow_supervisor
+from safesetting.api.limits import BODY_TIMEOUT, BODY_TIMEOUT_ENV, BodyLimitMiddleware
 from safesetting.api.models import (
     ID_PATTERN,
     QUERY_ID_PATTERN,
@@ -45,6 +48,7 @@ from safesetting.api.models import (
     QueryRequest,
     QueryResultBody,
 )
+from safesetting.api.ratelimit import FailedLogins, RateLimitMiddleware, Summary, client_of
 from safesetting.budgets import budget_summary
 from safesetting.control import Control, open_control
 from safesetting.engine.execute import shared_sandbox
@@ -61,7 +65,7 @@ from safesetting.results import DENIED
 from safesetting.service import QueryService, is_budget_denial
 from safesetting.store import authenticate
 from safesetting.store.registry import Researcher
-from safesetting.transparency import transparency_summary
+from safesetting.transparency import LogTally, transparency_summary
 from synthetic import catalogue as catalogue_lib
 
 #: Requests one worker runs at once (its threadpool; anyio's default is 40). The service is
@@ -82,6 +86,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         404: "Unknown, or not yours (error envelope)",
         409: "Privacy budget exhausted (error envelope with the QueryResult under `result`), "
         "or the home is not ready",
+        408: "Request body not received in time (error envelope; the connection closes)",
         413: "Request body too large (error envelope)",
         422: "Unusable input: bad SQL, unknown field, value out of range (error envelope)",
         500: "Internal error: an incident id, never a traceback (error envelope)",
@@ -113,24 +118,57 @@ class SafeSettingApp:
         self.control = control
         self.service = QueryService(control, shared_sandbox=True)
         self.key = control.signing_key
+        self.failed_logins = FailedLogins(control.policy.limits.failed_login_window_seconds)
+        self.tally = LogTally()  # the public page reads only what was appended since
         if control.home.database.exists():
             # Load the worker's locked in-memory copy now, not in its first query.
             shared_sandbox(control.home.database)
 
     def audit_failure(
-        self, request: Request, exc: AuthenticationError | PermissionDeniedError
+        self,
+        request: Request,
+        exc: AuthenticationError | PermissionDeniedError,
+        who: str | None = None,
     ) -> None:
-        """Record ``auth.failed``: the route template and reason codes, no caller text."""
-        route = request.scope.get("route")
+        """Record ``auth.failed``: the route template, the client, who (``researcher:<id>``
+        when the token was recognised) and reason codes, no caller text. Failures from one
+        client and caller are counted per window (``FailedLogins``): the first is written
+        now, the rest of the window as one entry when it closes."""
+        route = getattr(request.scope.get("route"), "path", "?")
+        client = client_of(request.scope)
+        codes = [r.code for r in exc.reasons]
+        actor = f"researcher:{who}" if who else "anonymous"
+        write_now, closed = self.failed_logins.note(client, codes, route, actor)
+        self.write_summaries(closed)
+        if not write_now:
+            return
         with self.control.transaction() as conn:
             self.control.record(
                 conn,
                 "auth.failed",
-                actor="anonymous" if isinstance(exc, AuthenticationError) else "researcher",
-                request={"method": request.method, "path": getattr(route, "path", "?")},
+                actor=actor,
+                request={"method": request.method, "path": route, "client": client},
                 decision="denied",
-                reasons=[r.code for r in exc.reasons],
+                reasons=codes,
             )
+
+    def write_summaries(self, summaries: list[Summary]) -> None:
+        """One ``auth.failed`` entry per closed window: how many more attempts it saw."""
+        if not summaries:
+            return
+        window = self.failed_logins.window
+        with self.control.transaction() as conn:
+            for s in summaries:
+                start = datetime.fromtimestamp(s.window_start, UTC).strftime(TIME_FORMAT)
+                self.control.record(
+                    conn,
+                    "auth.failed",
+                    actor=s.actor,
+                    request={"path": s.path, "client": s.client, "attempts": s.attempts,
+                             "window_start": start, "window_seconds": int(window)},
+                    decision="denied",
+                    reasons=list(s.reasons),
+                )  # fmt: skip
 
     def caller(self, token: str | None, request: Request) -> Researcher:
         """The holder of ``token``, accredited today, whatever their role.
@@ -138,6 +176,7 @@ class SafeSettingApp:
         An unknown, revoked or expired token (401) or an expired accreditation (403) is
         audited ``auth.failed`` and refused on every endpoint, not only by the policy.
         """
+        caller: Researcher | None = None
         try:
             with self.control.reader() as conn:
                 caller = authenticate(conn, token, roles=ALL_ROLES)
@@ -148,7 +187,7 @@ class SafeSettingApp:
                             date=caller.accredited_until.isoformat())],
                 )  # fmt: skip
         except (AuthenticationError, PermissionDeniedError) as exc:
-            self.audit_failure(request, exc)
+            self.audit_failure(request, exc, caller.id if caller else None)
             raise
         return caller
 
@@ -158,7 +197,7 @@ class SafeSettingApp:
                 f"role {caller.role} may not do this (needs {' or '.join(sorted(roles))})",
                 [reason("wrong_role", role=caller.role)],
             )
-            self.audit_failure(request, exc)
+            self.audit_failure(request, exc, caller.id)
             raise exc
 
 
@@ -185,10 +224,13 @@ router = APIRouter(route_class=EnvelopeRoute, responses=ERROR_RESPONSES)
     summary="Ask an aggregate question (or dry run)",
     responses={200: {"model": QueryResultBody, "description": "Released, cached or dry run"}},
 )
-def submit_query(body: QueryRequest, token: Token, app: State, _caller: Caller) -> JSONResponse:
+def submit_query(
+    body: QueryRequest, token: Token, app: State, caller: Caller, request: Request
+) -> JSONResponse:
     """Run the query path of DESIGN.md §2. 200 with the QueryResult when released, cached
     or a dry run; a refusal is 403 (policy) or 409 (budget only) with the QueryResult under
     ``result`` in the error envelope."""
+    app.require_role(caller, ("researcher",), request)  # audited per window, not per request
     result = app.service.submit(token, body.sql, body.project, body.epsilon, body.dry_run)
     if result.status == DENIED:
         return refusal(result, is_budget_denial(result))
@@ -270,7 +312,17 @@ def get_checkpoint(app: State) -> PlainTextResponse:
 
 @router.get("/v1/audit/public-key", tags=["public"], summary="The log's verifier key")
 def get_public_key(app: State) -> PlainTextResponse:
-    return PlainTextResponse(str(app.key.verifier) + "\n")
+    """The key in force (after ``admin key rotate``, the new one: re-read when it changes)."""
+    return PlainTextResponse(str(app.control.signing_key.verifier) + "\n")
+
+
+@router.get("/v1/audit/public-keys", tags=["public"], summary="Every verifier key the log has had")
+def get_public_keys(app: State) -> dict[str, Any]:
+    """``{"keys": [...]}``, oldest first: each ``public_key`` with the tree sizes it signs
+    (``from_size`` to ``until_size``, ``null`` while in force), and for a key a rotation
+    introduced, ``rotation_seq`` and that rotation's ``checkpoint``, signed by both keys."""
+    with app.control.reader() as conn:
+        return auditing.published_keys(conn, app.control.signing_key.verifier)
 
 
 @router.get("/v1/audit/proof/inclusion", tags=["audit"], summary="Inclusion proof of an entry")
@@ -308,22 +360,41 @@ def get_consistency(params: Annotated[ConsistencyParams, Query()], app: State) -
 def get_transparency(app: State) -> dict[str, Any]:
     """Projects (organisation type, purpose, dates, ε), query counts by kind, dataset-wide
     ε and the latest checkpoint: aggregates only."""
-    return transparency_summary(app.control)
+    return transparency_summary(app.control, app.tally)
 
 
 @router.get("/", tags=["public"], response_class=HTMLResponse, summary="Transparency page")
 def get_page(app: State) -> HTMLResponse:
-    return HTMLResponse(render_transparency(transparency_summary(app.control)))
+    return HTMLResponse(render_transparency(transparency_summary(app.control, app.tally)))
 
 
 @asynccontextmanager
-async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
-    yield
+    state: SafeSettingApp = app.state.safesetting
+    every = min(state.failed_logins.window, 5.0)
+
+    async def write_closed_windows() -> None:
+        while True:
+            await anyio.sleep(every)
+            await anyio.to_thread.run_sync(lambda: state.write_summaries(state.failed_logins.due()))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(write_closed_windows)
+        try:
+            yield
+        finally:
+            tasks.cancel_scope.cancel()
+            state.write_summaries(state.failed_logins.due(everything=True))
 
 
-def create_app(home: Home, control: Control | None = None) -> FastAPI:
-    """The ASGI app for ``home``; opens its control plane (migrations, policy) once."""
+def create_app(
+    home: Home, control: Control | None = None, *, body_timeout: float = BODY_TIMEOUT
+) -> FastAPI:
+    """The ASGI app for ``home``; opens its control plane (migrations, policy) once.
+
+    A request body not complete ``body_timeout`` seconds after its headers is a 408.
+    """
     control = control or open_control(home, actor="service")
     app = FastAPI(
         title="Safe Setting",
@@ -339,11 +410,16 @@ def create_app(home: Home, control: Control | None = None) -> FastAPI:
     )
     app.state.safesetting = SafeSettingApp(control)
     app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(BodyLimitMiddleware, body_timeout=body_timeout)
+    app.add_middleware(RateLimitMiddleware, limits=control.policy.limits)
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: on 413s too
     return app
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (several workers): the home from SAFESETTING_HOME."""
-    return create_app(Home.resolve(os.environ.get("SAFESETTING_HOME")))
+    """Factory for ``uvicorn --factory`` (several workers): the home from SAFESETTING_HOME,
+    the body timeout from SAFESETTING_BODY_TIMEOUT; a worker of ``safesetting serve``
+    (SAFESETTING_SUPERVISOR_PID) also ends when its supervisor does (``api/lifeline.py``)."""
+    follow_supervisor()
+    body_timeout = float(os.environ.get(BODY_TIMEOUT_ENV) or BODY_TIMEOUT)
+    return create_app(Home.resolve(os.environ.get("SAFESETTING_HOME")), body_timeout=body_timeout)

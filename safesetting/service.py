@@ -11,7 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import threading
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -35,11 +39,14 @@ from safesetting.errors import (
     AuthenticationError,
     BudgetExhaustedError,
     IncidentError,
+    IntegrityError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
     Reason,
     SafeSettingError,
     StateError,
+    UnavailableError,
     UsageError,
 )
 from safesetting.incidents import record_incident
@@ -63,11 +70,12 @@ class DataInfo:
 
     version: str
     ref_domains: dict[str, tuple[object, ...]]
+    pupils: int  # the declared population (a generation parameter, public)
 
 
 @lru_cache(maxsize=8)
 def _data_info(path: str, mtime_ns: int) -> DataInfo:  # noqa: ARG001 - mtime keys the cache
-    version = read_data_version(path).id
+    data_version = read_data_version(path)
     con = duckdb.connect(path, read_only=True)
     try:
         # The contribution bounds rely on the declared keys and checks: a file without one
@@ -82,7 +90,7 @@ def _data_info(path: str, mtime_ns: int) -> DataInfo:  # noqa: ARG001 - mtime ke
             f"bounds rely on, first {missing[0]}: regenerate it with `safesetting data "
             "generate --force`"
         )
-    return DataInfo(version, {"schools.urn": urns})
+    return DataInfo(data_version.id, {"schools.urn": urns}, data_version.pupils)
 
 
 def data_info(db_path: Path) -> DataInfo:
@@ -134,6 +142,58 @@ def check_data(db_path: Path) -> DataInfo:
         ) from None
 
 
+class DataUnreadableError(Exception):
+    """The data file could not be opened or read for a query that was paid for."""
+
+
+#: What reading a damaged, missing or unreadable file raises. Only these stop fresh queries:
+#: anything else a query can cause (a timeout, memory) must not let one researcher stop the
+#: service for everyone.
+UNREADABLE = (OSError, duckdb.IOException, duckdb.SerializationException)
+
+
+class _InFlight(Exception):  # noqa: N818 - control flow, never leaves the service
+    def __init__(self, query_id: str) -> None:
+        self.query_id = query_id
+
+
+class _Released(Exception):  # noqa: N818 - control flow, never leaves the service
+    def __init__(self, cached: dict[str, Any]) -> None:
+        self.cached = cached
+
+
+class _TooMany(Exception):  # noqa: N818 - control flow, never leaves the service
+    def __init__(self, refusal: Reason) -> None:
+        self.reason = refusal
+
+
+IN_FLIGHT_WAIT = 60.0  # seconds to wait for an identical query's answer (they run ≤ 30 s)
+HALTED_FILE = "halted"  # in the home: fresh queries stop while it exists
+
+
+def halted_by(home) -> str | None:  # noqa: ANN001 - a Home
+    """The incident that stopped fresh queries, or None when they run."""
+    try:
+        return (home.root / HALTED_FILE).read_text().strip() or "unknown"
+    except FileNotFoundError:
+        return None
+
+
+def halt(home, incident: str) -> None:  # noqa: ANN001 - a Home
+    """Stop fresh queries in every process of this home until ``resume``."""
+    path = home.root / HALTED_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(incident + "\n")
+    os.replace(tmp, path)
+
+
+def resume(home) -> str | None:  # noqa: ANN001 - a Home
+    """Let fresh queries run again; returns the incident that had stopped them."""
+    incident = halted_by(home)
+    (home.root / HALTED_FILE).unlink(missing_ok=True)
+    return incident
+
+
 def parse_epsilon_text(value: object) -> int:
     """ε as typed by a person (``0.5``) → exact micro-ε; unusable input otherwise."""
     text = str(value)
@@ -156,6 +216,8 @@ class QueryService:
         self.control = control
         self.policy = control.policy
         self.shared_sandbox = shared_sandbox
+        self._waiting: Counter[str] = Counter()  # requests waiting on an identical query
+        self._waiting_lock = threading.Lock()
 
     # -- helpers ---------------------------------------------------------------------------
     def _audit(self, action: str, **fields: Any) -> int:
@@ -231,6 +293,8 @@ class QueryService:
             raise SafeSettingError("a refused query reached the release path")
         if dry_run:
             compiled = self._prepare(plan, epsilon_micro, actor, project_id, request, info)
+            if costly := self._too_costly(plan, compiled, info):
+                return self._denied(query_id, actor, project_id, request, [costly], info)
             return self._dry_run(
                 query_id, actor, project_id, plan, compiled, epsilon_micro, info, request
             )
@@ -243,42 +307,54 @@ class QueryService:
             )
         # Compiled only now: a cache hit needs no SQL (compiling is ~a third of a hit's cost).
         compiled = self._prepare(plan, epsilon_micro, actor, project_id, request, info)
+        if costly := self._too_costly(plan, compiled, info):
+            return self._denied(query_id, actor, project_id, request, [costly], info)
+        self._require_running()
         # ONE transaction: the debit, the query row and the audit entry, before any data is read.
-        try:
-            with self.control.transaction() as conn:
-                debit(
-                    conn,
-                    project_id,
-                    epsilon_micro,
-                    query_id,
-                    dataset_cap_micro=self.policy.epsilon.dataset_cap,
+        for _attempt in range(3):
+            try:
+                self._accept(query_id, researcher, project_id, plan, epsilon_micro, info,
+                             cache_key, request)  # fmt: skip
+                break
+            except _Released as done:  # answered since the cache was read: not charged again
+                return self._cached(
+                    query_id, actor, project_id, done.cached, request, info, cache_key, project
                 )
-                q.insert_query(
-                    conn,
-                    query_id=query_id,
-                    researcher=researcher.id,
-                    project=project_id,
-                    cache_key=cache_key,
-                    plan_digest=plan.digest(),
-                    epsilon_micro=epsilon_micro,
-                    data_version=info.version,
-                )
-                self.control.record(
-                    conn,
-                    "query.accepted",
-                    actor=actor,
-                    project=project_id,
-                    request={**request, "normalised": plan.normalised()},
-                    decision="allowed",
-                    epsilon_micro=epsilon_micro,
-                    data_version=info.version,
-                )
-        except BudgetExhaustedError as exc:  # lost a race with a concurrent query
-            return self._denied(query_id, actor, project_id, request, list(exc.reasons), info)
-        except UsageError:
-            # The log refused the plan's text (a literal shaped like an identifier that the
-            # parser let through): nothing was spent; the attempt is recorded, redacted.
-            return self._denied(query_id, actor, project_id, request, [UNLOGGABLE], info)
+            except _InFlight as flight:
+                # The same question is being answered right now: wait for that answer and
+                # give it here, charged once (single flight); if it failed, ask afresh.
+                # Waiting counts against the researcher's cap too (it holds a thread).
+                if not self._wait_for(researcher.id, flight.query_id):
+                    limit = self.policy.limits.concurrent_queries_per_researcher
+                    busy = reason("too_many_queries", researcher=researcher.id,
+                                  running=limit, limit=limit)  # fmt: skip
+                    return self._denied(query_id, actor, project_id, request, [busy], info)
+                with self.control.reader() as conn:
+                    cached = q.cached_result(conn, cache_key)
+                if cached is not None:
+                    return self._cached(
+                        query_id, actor, project_id, cached, request, info, cache_key, project
+                    )
+            except _TooMany as busy:
+                return self._denied(query_id, actor, project_id, request, [busy.reason], info)
+            except BudgetExhaustedError as exc:  # lost a race with a concurrent query
+                return self._denied(query_id, actor, project_id, request, list(exc.reasons), info)
+            except IntegrityError:
+                # The ledger disagrees with the log's running totals: nothing is charged
+                # until the operator has found why; the refusal is on the record too.
+                self._audit("query.denied", actor=actor, project=project_id, request=request,
+                            decision="denied", reasons=["ledger_mismatch"],
+                            data_version=info.version)  # fmt: skip
+                raise
+            except UsageError:
+                # The log refused the plan's text (a literal shaped like an identifier that
+                # the parser let through): nothing was spent; the attempt is recorded, redacted.
+                return self._denied(query_id, actor, project_id, request, [UNLOGGABLE], info)
+        else:
+            raise RateLimitedError(
+                "the same question is being answered for someone else: ask again shortly",
+                retry_after=5,
+            )
         # From here on the ε is spent. Whatever a pupil's record holds must not change what
         # the caller gets: a release, or else one fixed internal error (incidents.log only).
         try:
@@ -316,6 +392,99 @@ class QueryService:
         result.budget_remaining = self._remaining(project_id)
         return result
 
+    def _accept(
+        self, query_id, researcher, project_id, plan, epsilon_micro, info, cache_key, request
+    ) -> None:
+        """Debit, record the query and log ``query.accepted`` in one transaction, unless the
+        same question is already in flight (:class:`_InFlight`) or the researcher has too
+        many queries running (:class:`_TooMany`); either way nothing is then written."""
+        since = datetime.now(UTC) - ABANDONED_AFTER
+        with self.control.transaction() as conn:
+            # The debit takes the ledger's lock first: the checks below see every query
+            # accepted before this one, in any process (and a refusal rolls the debit back).
+            debit(
+                conn,
+                project_id,
+                epsilon_micro,
+                query_id,
+                dataset_cap_micro=self.policy.epsilon.dataset_cap,
+            )
+            if (released := q.cached_result(conn, cache_key)) is not None:
+                raise _Released(released)
+            if (other := q.in_flight(conn, cache_key, since)) is not None:
+                raise _InFlight(other)
+            limit = self.policy.limits.concurrent_queries_per_researcher
+            if (busy := q.running(conn, researcher.id, since)) >= limit:
+                raise _TooMany(reason("too_many_queries", researcher=researcher.id,
+                                      running=busy, limit=limit))  # fmt: skip
+            q.insert_query(
+                conn,
+                query_id=query_id,
+                researcher=researcher.id,
+                project=project_id,
+                cache_key=cache_key,
+                plan_digest=plan.digest(),
+                epsilon_micro=epsilon_micro,
+                data_version=info.version,
+            )
+            self.control.record(
+                conn,
+                "query.accepted",
+                actor=f"researcher:{researcher.id}",
+                project=project_id,
+                request={**request, "normalised": plan.normalised()},
+                decision="allowed",
+                epsilon_micro=epsilon_micro,
+                data_version=info.version,
+            )
+
+    def _wait_for(self, researcher_id: str, query_id: str) -> bool:
+        """Wait for ``query_id`` unless this researcher already has as many requests
+        waiting in this process as their cap of running queries (then False)."""
+        limit = self.policy.limits.concurrent_queries_per_researcher
+        with self._waiting_lock:
+            if self._waiting[researcher_id] >= limit:
+                return False
+            self._waiting[researcher_id] += 1
+        try:
+            self._await(query_id)
+        finally:
+            with self._waiting_lock:
+                self._waiting[researcher_id] -= 1
+        return True
+
+    def _await(self, query_id: str, timeout: float = IN_FLIGHT_WAIT) -> None:
+        """Wait until query ``query_id`` is released or has failed (or ``timeout`` passes)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.control.reader() as conn:
+                if q.status_of(conn, query_id) != q.ACCEPTED:
+                    return
+            time.sleep(0.02)
+
+    def _too_costly(self, plan: QueryPlan, compiled: CompiledQuery, info: DataInfo):
+        """``query_too_costly`` if cells × aggregates × rows is over the policy's limit.
+
+        Rows is the public bound on what the query may read, the declared number of pupils
+        times the rows one pupil may contribute (never a count taken from the data), so
+        whether a query is refused depends on its text and the policy only."""
+        cost = max(plan.n_cells, 1) * len(plan.aggregates) * info.pupils * compiled.bound.rows
+        limit = self.policy.limits.max_query_cost
+        if cost <= limit:
+            return None
+        return reason("query_too_costly", cost=f"{cost:.3g}", limit=f"{limit:.3g}")
+
+    def _require_running(self) -> None:
+        """Fresh queries stop (503) after the data could not be read for a paid-for query,
+        until the operator has looked (``safesetting admin resume``)."""
+        halted = halted_by(self.control.home)
+        if halted is not None:
+            raise UnavailableError(
+                f"fresh queries are stopped since incident {halted}: the data could not be "
+                "read; the operator must check it and run `safesetting admin resume` "
+                "(cached answers and dry runs still work)"
+            )
+
     def _prepare(self, plan, epsilon_micro, actor, project_id, request, info) -> CompiledQuery:
         """Compile the plan and calibrate every measurement (data-independent): an ε too
         small to give each measurement a share is unusable input, audited, nothing spent."""
@@ -346,16 +515,21 @@ class QueryService:
         """Build the sandbox, run the engine's SQL, add the noise: the true rows end here."""
         with self.control.reader() as conn:
             optouts = optout_upns(conn)
+        try:  # reading the data file: a failure here stops fresh queries (see _fail)
+            if self.shared_sandbox:
+                box = shared_sandbox(self.control.home.database)
+            else:
+                box = Sandbox(
+                    self.control.home.database,
+                    needed_columns(plan),
+                    optouts,
+                    row_filters=compiled.pushdown,
+                )
+        except UNREADABLE as exc:  # the file, not the query: see _fail
+            raise DataUnreadableError(type(exc).__name__) from exc
         if self.shared_sandbox:
-            box = shared_sandbox(self.control.home.database)
             true_rows = box.run(compiled.sql, optout_upns=optouts)
         else:
-            box = Sandbox(
-                self.control.home.database,
-                needed_columns(plan),
-                optouts,
-                row_filters=compiled.pushdown,
-            )
             try:
                 true_rows = box.run(compiled.sql)
             finally:
@@ -511,6 +685,11 @@ class QueryService:
         incident = uuid.uuid4().hex[:12]
         path = record_incident(self.control.home.root, incident, f"query {query_id}", exc)
         log.warning("query %s failed: incident %s (details in %s)", query_id, incident, path)
+        if isinstance(exc, DataUnreadableError):
+            # The data could not be read after a debit: every fresh query would pay for the
+            # same failure. Stop them (503) until the operator has looked.
+            halt(self.control.home, incident)
+            log.error("fresh queries stopped: incident %s; see %s", incident, path)
         with self.control.transaction() as conn:
             q.finish_query(conn, query_id, q.FAILED, None)
             self.control.record(
@@ -523,6 +702,15 @@ class QueryService:
                 reasons=["internal"],
                 data_version=info.version,
             )
+            if isinstance(exc, DataUnreadableError):
+                self.control.record(
+                    conn,
+                    "service.halted",
+                    actor="service",
+                    request={"incident": incident, "reason": "the data could not be read"},
+                    decision="failed",
+                    reasons=["internal"],
+                )
         return IncidentError(incident)
 
     def _remaining(self, project_id: str) -> float | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import Counter
 from typing import Any
 
@@ -97,18 +98,24 @@ def _checkpoint(note: str | None) -> dict[str, Any] | None:
     return {"origin": origin, "tree_size": int(size), "root_hash": root, "note": note}
 
 
-def transparency_summary(control: Control) -> dict[str, Any]:
-    """Every project with access, what kinds of question it asked and how many, the ε each
-    spent, the total privacy loss any one pupil has had, refused applications, and the
-    latest signed checkpoint with its public key (so anyone can hold the log to it later)."""
-    usage: dict[str, _Usage] = {}
-    refused: list[dict[str, Any]] = []
-    zero = dict.fromkeys(QUERY_KINDS.values(), 0)
-    with control.engine.connect() as conn:
-        for entry in audit.read_entries(conn):
+class LogTally:
+    """What the log says each project did, kept up to date by reading only the entries
+    appended since the last call (a server keeps one, so the public page costs what the new
+    entries cost, not the whole log)."""
+
+    def __init__(self) -> None:
+        self.usage: dict[str, _Usage] = {}
+        self.refused: list[dict[str, Any]] = []
+        self.seq = 0
+        self.lock = threading.Lock()  # held while the tally is updated and read
+
+    def update(self, conn: sa.Connection) -> None:
+        """Read the entries appended since the last update (the caller holds ``lock``)."""
+        for entry in audit.read_entries(conn, after_seq=self.seq):
+            self.seq = entry.seq
             if entry.action == "project.refused":
                 req = entry.request or {}
-                refused.append(
+                self.refused.append(
                     {
                         "project": entry.project,
                         "org_type": req.get("org_type"),
@@ -118,7 +125,21 @@ def transparency_summary(control: Control) -> dict[str, Any]:
                     }
                 )
             elif entry.project is not None and entry.action.startswith("query."):
-                usage.setdefault(entry.project, _Usage()).add(entry)
+                self.usage.setdefault(entry.project, _Usage()).add(entry)
+
+
+def transparency_summary(control: Control, tally: LogTally | None = None) -> dict[str, Any]:
+    """Every project with access, what kinds of question it asked and how many, the ε each
+    spent, the total privacy loss any one pupil has had, refused applications, and the
+    latest signed checkpoint with its public key (so anyone can hold the log to it later).
+
+    ``tally``: a :class:`LogTally` kept between calls (by the server); by default the whole
+    log is read."""
+    tally = tally or LogTally()
+    zero = dict.fromkeys(QUERY_KINDS.values(), 0)
+    with tally.lock, control.engine.connect() as conn:
+        tally.update(conn)
+        usage, refused = tally.usage, list(tally.refused)
         projects = []
         for p in registry.list_projects(conn):
             orgs = sorted({registry.get_researcher(conn, m).organisation for m in p.members})

@@ -32,6 +32,7 @@ from safesetting.errors import (
     BudgetExhaustedError,
     NotFoundError,
     PolicyDeniedError,
+    RateLimitedError,
     SafeSettingError,
     UsageError,
     envelope_for,
@@ -61,6 +62,13 @@ class BodyTooLargeError(UsageError):
     kind = "too_large"
 
 
+class RequestTimeoutError(UsageError):
+    """A request body that did not arrive in time (the connection is then closed)."""
+
+    http_status = 408
+    kind = "timeout"
+
+
 def error_response(
     exc: BaseException,
     *,
@@ -86,6 +94,8 @@ def error_response(
         body["result"] = result.to_json()
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="safesetting"'}
+    if (retry_after := getattr(exc, "retry_after", None)) is not None:
+        headers = {**(headers or {}), "Retry-After": str(retry_after)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -96,17 +106,29 @@ def served_home(request: Request) -> Path | None:
 
 
 def refusal(result: QueryResult, budget_only: bool) -> JSONResponse:
-    """A refused query: 409 if only the budget stood in the way, else 403; body carries it."""
-    cls = BudgetExhaustedError if budget_only else PolicyDeniedError
-    exc = cls(f"query {result.query_id} was refused", list(result.reasons))
+    """A refused query: 409 if only the budget stood in the way, 429 (with Retry-After) if
+    only the researcher's queries already running did, else 403; the body carries it."""
+    message = f"query {result.query_id} was refused"
+    exc: SafeSettingError
+    if result.reasons and all(r.code == "too_many_queries" for r in result.reasons):
+        exc = RateLimitedError(message, list(result.reasons), retry_after=1)
+    else:
+        cls = BudgetExhaustedError if budget_only else PolicyDeniedError
+        exc = cls(message, list(result.reasons))
     return error_response(exc, result=result)
+
+
+def _short(part: object, limit: int = 40) -> str:
+    text = str(part)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _validation_message(exc: RequestValidationError) -> str:
     """Where and what, never the offending input (it could be anything the caller sent)."""
     parts = []
     for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        # A location can hold the caller's own field or parameter name: 40 characters of it.
+        where = ".".join(_short(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     more = len(exc.errors()) - 5
     return "invalid request: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

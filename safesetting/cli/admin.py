@@ -29,7 +29,7 @@ from safesetting.subject_access import subject_access
 
 @click.group("admin")
 def admin() -> None:
-    """Run the safe setting: researchers, projects, opt-outs and the policy (operator only)."""
+    """Run the safe setting: researchers, projects, opt-outs, the policy, the signing key."""
 
 
 # --- researchers -------------------------------------------------------------------------
@@ -331,6 +331,29 @@ def optout_list(ctx: Context, as_json: bool) -> None:
     click.echo("\n".join(upns) if upns else "No opt-outs registered.")
 
 
+@admin.command("resume")
+@json_option
+@pass_context
+@handle_errors
+def resume_command(ctx: Context, as_json: bool) -> None:
+    """Let fresh queries run again after the data could not be read.
+
+    When the data file cannot be read for a query that was paid for, the service stops
+    answering fresh queries (HTTP 503, exit 2) so that no one else pays for the same
+    failure; cached answers and dry runs still work. Look at the incident in
+    HOME/incidents.log, restore or regenerate the data, then run this: it checks the file
+    as `serve` does at start and records `service.resumed`.
+    """
+    incident = admin_lib.resume_queries(open_control(ctx.home))
+    if as_json:
+        print_json({"resumed": incident is not None, "incident": incident})
+        return
+    if incident is None:
+        click.echo("Fresh queries were not stopped; nothing to do.")
+    else:
+        click.echo(f"Fresh queries run again (they had stopped at incident {incident}).")
+
+
 @admin.command("subject-access")
 @click.argument("upn", metavar="UPN")
 @json_option
@@ -368,6 +391,44 @@ def subject_access_command(ctx: Context, upn: str, as_json: bool) -> None:
         f"{len(answer.included)} of {len(answer.queries)} released queries could have "
         f"included the record (data version {answer.data_version}; audit entry "
         f"{answer.audit_seq})."
+    )
+
+
+# --- the audit signing key ----------------------------------------------------------------
+
+
+@admin.group("key")
+def key_group() -> None:
+    """The audit log's signing key (HOME/checkpoint.key)."""
+
+
+@key_group.command("rotate")
+@json_option
+@pass_context
+@handle_errors
+def key_rotate(ctx: Context, as_json: bool) -> None:
+    """Replace the audit signing key with a new one, vouched for by the old.
+
+    The rotation is an audit entry (key.rotated, naming both public keys) whose checkpoint
+    both keys sign; later checkpoints are the new key's, and `audit verify` follows the
+    handover from whichever key you published. Running servers sign with the new key from
+    their next write. Publish the new public key beside the old one.
+    """
+    from safesetting.key_rotation import rotate_key
+
+    rotation = rotate_key(open_control(ctx.home))
+    if as_json:
+        print_json(rotation.to_json())
+        return
+    click.echo(
+        f"Rotated the audit signing key at audit entry {rotation.seq}; the checkpoint at size "
+        f"{rotation.seq} is signed by both keys."
+    )
+    click.echo(f"  retired:  {rotation.previous}  (signs sizes up to {rotation.seq})")
+    click.echo(f"  in force: {rotation.new}  (signs sizes from {rotation.seq})")
+    click.echo(
+        "Publish the new public key beside the old one "
+        "(`safesetting audit keys`, GET /v1/audit/public-keys)."
     )
 
 

@@ -67,6 +67,41 @@ def cached_result(conn: sa.Connection, cache_key: str) -> dict[str, Any] | None:
     return json.loads(row.result) if row is not None and row.result else None
 
 
+def in_flight(conn: sa.Connection, cache_key: str, since: datetime) -> str | None:
+    """The id of a query paid for since ``since`` for ``cache_key`` and not yet finished."""
+    row = conn.execute(
+        sa.select(t.queries.c.id)
+        .where(
+            t.queries.c.cache_key == cache_key,
+            t.queries.c.status == ACCEPTED,
+            t.queries.c.created_at >= since,
+        )
+        .limit(1)
+    ).first()
+    return str(row.id) if row is not None else None
+
+
+def running(conn: sa.Connection, researcher: str, since: datetime) -> int:
+    """How many of ``researcher``'s queries, paid for since ``since``, are still running."""
+    return int(
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(t.queries)
+            .where(
+                t.queries.c.researcher_id == researcher,
+                t.queries.c.status == ACCEPTED,
+                t.queries.c.created_at >= since,
+            )
+        ).scalar_one()
+    )
+
+
+def status_of(conn: sa.Connection, query_id: str) -> str | None:
+    return conn.execute(
+        sa.select(t.queries.c.status).where(t.queries.c.id == query_id)
+    ).scalar_one_or_none()
+
+
 def get_query(conn: sa.Connection, query_id: str, *, member: str | None = None) -> sa.Row[Any]:
     """Query ``query_id``; with ``member``, only if that researcher asked it and is still a
     member of its project (one lookup: someone else's query costs what a missing one does)."""

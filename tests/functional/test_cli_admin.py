@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+import audit
 from policies.epsilon import to_micro
 from safesetting.store import debit, token_digest
 from safesetting.store import tables as t
@@ -180,9 +181,12 @@ def test_budget_is_exact_and_member_only(runner, home):
     bob = add_researcher(runner, home, "bob")
     auditor = add_researcher(runner, home, "aud", role="auditor")
     add_project(runner, home)
-    with engine(home).begin() as conn:
-        for i in range(3):
+    for i in range(3):  # each debit with its entry, as the service writes them
+        with engine(home).begin() as conn:
             debit(conn, "gaps", to_micro("0.1"), f"q{i}", dataset_cap_micro=50_000_000)
+            audit.append_entry(conn, actor="researcher:ada", action="query.accepted",
+                               project="gaps", request={"query_id": f"q{i}"},
+                               decision="allowed", epsilon_micro=to_micro("0.1"))  # fmt: skip
     body = run_json(runner, home, "budget", "--project", "gaps", "--token", ada)
     assert body == {
         "project": "gaps",

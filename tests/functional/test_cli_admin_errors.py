@@ -87,7 +87,7 @@ CASES = [
     (project_add(**{"--budget-epsilon": "-1"}), "budget-epsilon must be greater than 0"),
     (project_add(**{"--budget-epsilon": "0"}), "budget-epsilon must be greater than 0"),
     (project_add(**{"--budget-epsilon": "abc"}), "is not a number"),
-    (project_add(**{"--budget-epsilon": "NaN"}), "not a finite number"),
+    (project_add(**{"--budget-epsilon": "NaN"}), "is not a number"),
     (project_add(**{"--budget-epsilon": "1e400"}), "absurdly large"),
     (project_add(**{"--budget-epsilon": "51"}), "more than the dataset-wide cap of 50"),
     (project_add(**{"--budget-epsilon": "0.0000001"}), "more precise than one micro-epsilon"),

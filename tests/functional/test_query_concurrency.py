@@ -15,6 +15,7 @@ from safesetting.administration import add_researcher, approve_project
 from safesetting.control import init_home, open_control
 from safesetting.home import Home
 from safesetting.store import tables as t
+from tests.server.conftest import LOAD_LIMITS, set_limits
 
 WORKERS = 6
 EPSILON = "0.25"  # a budget of 1 pays for exactly four
@@ -44,6 +45,7 @@ def setting(request, tmp_path, npd_small, monkeypatch):
     home.mkdir()
     os.symlink(npd_small, home / "npd.duckdb")
     init_home(Home(home))
+    set_limits(Home(home), LOAD_LIMITS)  # six at once from one researcher, on purpose
     control = open_control(Home(home), actor="admin:test")
     token = add_researcher(
         control, "ada", organisation="UCL", role="researcher", accredited_until="2031-01-01"

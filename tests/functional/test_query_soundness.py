@@ -100,7 +100,7 @@ def test_a_fractional_group_position_is_audited_as_invalid(runner, home, token, 
     before = len(entries(home))
     result, _ = ask(runner, home, token, f"SELECT COUNT(*) FROM census GROUP BY {position}")
     assert result.exit_code == 2
-    assert "whole number" in result.stderr
+    assert "plain digits" in result.stderr
     assert [e.action for e in entries(home)[before:]] == ["query.invalid"]
 
 

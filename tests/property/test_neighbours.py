@@ -282,5 +282,5 @@ def test_every_flaw_of_the_review_is_refused(sql):
     ],
 )
 def test_a_fractional_group_position_is_a_syntax_error(sql):
-    with pytest.raises(UsageError, match="whole number"):
+    with pytest.raises(UsageError, match="plain digits"):
         parse_query(sql)

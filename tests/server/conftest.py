@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,12 +68,37 @@ class Setting:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
 
-def populate(home_dir: Path, npd: Path, *, budget: str = "1") -> Setting:
+#: [limits] for load tests, which are about the ledger under many concurrent clients from
+#: one address and one token, not about the limits (tests/server/test_limits.py is).
+LOAD_LIMITS = {
+    "requests_per_second_per_client": "1000000.0",
+    "burst_per_client": "1000000",
+    "requests_per_second_per_token": "1000000.0",
+    "burst_per_token": "1000000",
+    "concurrent_queries_per_researcher": "1000",
+}
+
+
+def set_limits(home: Home, limits: dict[str, str]) -> None:
+    """Rewrite ``[limits]`` keys of the home's policy.toml (before the home is opened)."""
+    lines = home.policy.read_text().splitlines()
+    for i, line in enumerate(lines):
+        key = line.split("=")[0].strip()
+        if key in limits:
+            lines[i] = f"{key} = {limits[key]}"
+    home.policy.write_text("\n".join(lines) + "\n")
+
+
+def populate(
+    home_dir: Path, npd: Path, *, budget: str = "1", limits: dict[str, str] | None = None
+) -> Setting:
     """Researchers ada and bob (projects gaps and other), an auditor, an admin."""
     home_dir.mkdir(parents=True, exist_ok=True)
     (home_dir / "npd.duckdb").symlink_to(npd)
     home = Home.resolve(home_dir)
     init_home(home)
+    if limits:
+        set_limits(home, limits)
     control = open_control(home)
     tokens = {}
     for rid, role in (("ada", "researcher"), ("bob", "researcher"), ("aud", "auditor"),
@@ -129,14 +154,22 @@ class Served:
     log: Path
 
 
-def start_server(home: Home, *, workers: int = 1, log: Path, timeout: float = 60) -> Served:
-    """``safesetting serve`` in a subprocess; returns once it answers."""
-    port = free_port()
+def start_server(
+    home: Home,
+    *,
+    workers: int = 1,
+    log: Path,
+    timeout: float = 60,
+    port: int | None = None,
+    args: Sequence[str] = (),
+) -> Served:
+    """``safesetting serve [args]`` in a subprocess; returns once it answers."""
+    port = port or free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [sys.executable, "-m", "safesetting", "--home", str(home.root), "serve",
-             "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+             "--port", str(port), "--workers", str(workers), "--log-level", "warning", *args],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: workers die with it
         )  # fmt: skip

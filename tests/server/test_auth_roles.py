@@ -149,4 +149,6 @@ def test_caller_text_never_reaches_the_log_of_a_failed_login(client, setting):
     found = client.get("/v1/audit/entries", params={"action": "auth.failed"},
                        headers=setting.headers("aud")).json()["entries"][-1]  # fmt: skip
     assert found["project"] is None
-    assert found["request"] == {"method": "GET", "path": "/v1/audit/entries"}
+    assert found["request"] == {
+        "method": "GET", "path": "/v1/audit/entries", "client": "127.0.0.1"
+    }  # fmt: skip

@@ -17,7 +17,7 @@ from safesetting.cli import cli
 from safesetting.db import engine_for
 from safesetting.store import tables as t
 from synthetic.codes import REGION_NAMES
-from tests.server.conftest import kill_server, populate, start_server, stop_server
+from tests.server.conftest import LOAD_LIMITS, kill_server, populate, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,8 @@ def assert_verify_clean(runner, home):
 
 
 def test_bounded_load_on_several_workers(runner, tmp_path, npd_small, db_url):  # noqa: ARG001
-    setting = populate(tmp_path / "home", npd_small, budget="1")  # room for exactly 10
+    # budget 1: room for exactly 10
+    setting = populate(tmp_path / "home", npd_small, budget="1", limits=LOAD_LIMITS)
     served = start_server(setting.home, workers=2, log=tmp_path / "server.log")
     headers = setting.headers("ada")
 
@@ -94,7 +95,8 @@ def test_bounded_load_on_several_workers(runner, tmp_path, npd_small, db_url):  
 
 
 def test_kill_9_mid_burst_leaves_ledger_and_log_agreeing(runner, tmp_path, npd_small, db_url):  # noqa: ARG001
-    setting = populate(tmp_path / "home", npd_small, budget="10")  # room for 100
+    # budget 10: room for 100
+    setting = populate(tmp_path / "home", npd_small, budget="10", limits=LOAD_LIMITS)
     served = start_server(setting.home, workers=2, log=tmp_path / "server.log")
     headers = setting.headers("ada")
     stop = threading.Event()
