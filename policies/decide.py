@@ -1,9 +1,11 @@
 """``decide()``: facts in, allow or deny out, with every reason that applies. Pure.
 
 The query engine turns a validated plan into :class:`ColumnUse` values (which ``table.column``
-is used, and how), the service adds the researcher, the project, the requested ε and what
-has been spent, and :func:`decide` applies the policy. It never stops at the first problem:
-a researcher sees everything that stands in the way at once.
+is used, how, and whether only on its public values), the service adds the researcher, the
+project, the requested ε and what has been spent, and :func:`decide` applies the policy. It
+never stops at the first problem: a researcher sees everything that stands in the way at
+once. Column safety is decided here only, from the policy's *effective* classes (the
+schema's, as ``policy.toml`` overrides them): the engine reports shape, never class.
 
 >>> from datetime import date
 >>> from policies.load import default_policy
@@ -46,8 +48,9 @@ class Use(StrEnum):
 class ColumnUse:
     """One use of a qualified column (``census.la_code``) in a query.
 
-    ``coarse`` is False when a quasi-identifier is used other than on its declared public
-    domain (compared with a computed value, say).
+    ``coarse`` is False when the column is used other than on its declared public domain
+    (a range comparison, a column without a public list, an aggregate's argument), which the
+    policy refuses for quasi-identifiers.
     """
 
     column: str
@@ -60,10 +63,13 @@ def column_uses(
 ) -> tuple[ColumnUse, ...]:
     """Turn a plan's ``table.column -> {usage, …}`` map into :class:`ColumnUse` values.
 
-    ``fine`` names the columns a filter uses other than on their declared values (a range
-    comparison such as ``urn < 100500``): their filter use is not coarse, which the policy
-    refuses for quasi-identifiers. An unknown usage name raises ``ValueError``: a new way
-    of using a column must be taught to the policy, not silently allowed.
+    The query engine reports every column a query names and how (a refused query's too);
+    this module alone decides whether its class allows that. ``fine`` names the columns the
+    query uses other than on their declared public values anywhere (a range comparison such
+    as ``urn < 100500``, ``= 45.5`` on a column without a public list, an aggregate's
+    argument): every use of such a column is not coarse, which the policy refuses for
+    quasi-identifiers. An unknown usage name raises ``ValueError``: a new way of using a
+    column must be taught to the policy, not silently allowed.
 
     >>> uses = column_uses({"census.pupil_id": {"join_key"}, "census.urn": ["filter"]},
     ...                    fine={"census.urn"})
@@ -72,7 +78,7 @@ def column_uses(
     """
     ranged = frozenset(fine)
     return tuple(
-        ColumnUse(column, Use(use), not (use == Use.FILTER and column in ranged))
+        ColumnUse(column, Use(use), column not in ranged)
         for column in sorted(usage)
         for use in sorted(usage[column])
     )

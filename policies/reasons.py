@@ -2,7 +2,12 @@
 
 Codes are part of the interface (scripts and the audit log match on them); messages may be
 reworded. Templates take only names and numbers from the policy and the request (a column
-name, an ε, a date), never a value from the data.
+name, an ε, a date, a quoted part of the query), never a value from the data.
+
+Every refusal is built here: ``reason("code", …)`` uses the code's own template, and
+``reason("code.variant", …)`` one of the query engine's more specific wordings of the same
+code (which rule of the join, which type a literal should have). A variant's code is the
+part before the dot, so the set of codes cannot grow by accident.
 """
 
 from __future__ import annotations
@@ -99,25 +104,164 @@ _TEMPLATES: Final[dict[str, str]] = {
     "epsilon_too_small": "epsilon {epsilon} cannot give each of the query's measurements a share",
 }
 
+# The query engine's wordings, keyed "code.variant": each names the rule that refused, the
+# column and the part of the query concerned. ``{sql}`` is a quoted part of the researcher's
+# query (the engine cuts a message to 200 characters); a value is shown by the engine's own
+# ``_show``, which never echoes text shaped like an identifier.
+_VARIANTS: Final[dict[str, str]] = {
+    # Statements and clauses
+    "not_a_query.statement": "only SELECT is allowed, not {kind}",
+    "subquery.set_operation": "UNION, INTERSECT and EXCEPT are not supported",
+    "subquery.with": "WITH (common table expressions) is not supported",
+    "subquery.nested": "subqueries are not supported",
+    "window_function.qualify": "QUALIFY is not allowed",
+    "select_star.rows": "SELECT * would release rows; ask for aggregates",
+    "table_function.file": "{name}() reads files; it is not allowed",
+    "table_function.from": "only named tables may appear in FROM",
+    "distinct.values": "SELECT DISTINCT lists values; ask for aggregates",
+    "having.true_values": "HAVING filters on true aggregates; filter the released table",
+    "limit.rows": "LIMIT and OFFSET select rows; every group is released",
+    "order_by.sort": "ORDER BY is not supported; sort the released table",
+    "no_aggregate.none": "a query must ask for at least one aggregate",
+    "too_many_cells.grouping": "the grouping has {cells} cells; at most {limit} are allowed",
+    "unsupported_expression.function": "function {name}() is not allowed",
+    "unsupported_expression.clause": "{clause} is not supported",
+    "unsupported_expression.table_option": "{options} on a table is not supported",
+    "unsupported_expression.group_by_all": "GROUP BY ALL is not supported: name the keys",
+    "unsupported_expression.grouping_sets": "ROLLUP, CUBE and GROUPING SETS are not supported",
+    "unsupported_expression.column_use": "{column} is used where the engine cannot tell how "
+    "(only group keys, filters, join keys and aggregate arguments are)",
+    # Tables and columns
+    "unknown_table.qualified": "qualified table names are not allowed ({sql})",
+    "unknown_table.named": "there is no table {name!r}; see `data catalogue`",
+    "unknown_table.no_from": "a query must read FROM a table",
+    "unknown_table.public_base": "query a pupil table (public tables only join to one)",
+    "unknown_column.qualified": "{sql} is not a column of a table in FROM",
+    "unknown_column.no_table": "{qualifier}.{column}: no table {qualifier} in FROM",
+    "unknown_column.aliased": "{qualifier}.{column}: no table {qualifier} in FROM "
+    "(it is called {alias} here)",
+    "unknown_column.in_table": "table {table} has no column {column}",
+    "unknown_column.anywhere": "no table in FROM has a column {column!r}",
+    "unknown_column.using": "USING ({column}) needs the column on both sides",
+    "unknown_column.position": "GROUP BY {position}: no such output column",
+    "ambiguous_column.owners": "{column} is in {owners}: qualify it",
+    "ambiguous_column.using": "USING ({column}) could mean {choices}: join with ON and name "
+    "the columns",
+    "direct_identifier.shaped_value": "a value shaped like a UPN or a postcode cannot be used "
+    "in a query",
+    # Joins (joins.py): each names the rule that failed
+    "unsupported_join.kind": "only inner joins are supported, not {kind} JOIN",
+    "unsupported_join.condition": "join conditions must be column = column",
+    "unsupported_join.column_aliases": "column aliases on a table are not supported",
+    "unsupported_join.shadow": "the alias {alias} shadows the table {alias}: choose another alias",
+    "unsupported_join.twice": "{name} appears twice in FROM: give each copy of a table its own "
+    "alias",
+    "unsupported_join.no_condition": "joining {table} needs USING (...) or ON a = b",
+    "unsupported_join.self": "{column} is compared with itself: a join condition must link the "
+    "table being joined ({node}) to one already joined",
+    "unsupported_join.same_table": "{left} = {right} compares two columns of one table: a join "
+    "condition must link {node} to a table already joined",
+    "unsupported_join.not_linked": "{left} = {right} does not link {node} to a table already "
+    "joined: each condition of a join names the table being joined on one side",
+    "unsupported_join.pupil_to_public": "pupil table {table} cannot join public table {public}: "
+    "pupil tables join a pupil table by pupil_id",
+    "unsupported_join.pupil_keys": "{left} = {right}: pupil tables join only by pupil_id "
+    "(optionally also academic_year) with the same column on both sides",
+    "unsupported_join.year_only": "{node} must join by pupil_id: a join on academic_year alone "
+    "would pair different pupils' rows",
+    "unsupported_join.same_key_twice": "{node} joins on the same column twice: give each key once",
+    "unsupported_join.public_one_key": "{table} joins on its key {key} alone, from one column",
+    "unsupported_join.public_key": "{table} joins only many-to-one on its key {key}, from a "
+    "column that references it ({referencing}), not {left} = {right}",
+    "join_too_wide.tables": "a query may join at most {limit} tables",
+    "join_too_wide.rows": "this join could give one pupil up to {rows:,} rows (at most {limit} "
+    "are allowed): join pupil tables on academic_year too, or fix their year with WHERE "
+    "academic_year = …",
+    # Filters
+    "type_mismatch.not_boolean": "{column} is not a yes/no column",
+    "unsupported_expression.comparison": "compare a column with a value: {sql}",
+    "unsupported_expression.in_list": "IN needs a column and a list of values",
+    "unsupported_expression.between": "BETWEEN needs a column",
+    "unsupported_expression.symmetric": "BETWEEN SYMMETRIC is not supported: write BETWEEN "
+    "low AND high",
+    "unsupported_expression.is_null": "IS NULL needs a column",
+    "unsupported_expression.in_filter": "{name} is not allowed in a filter",
+    # Literals (types.py)
+    "type_mismatch.negated_text": "text cannot be negated",
+    "type_mismatch.number": "expected a number",
+    "type_mismatch.finite": "numbers must be finite",
+    "type_mismatch.digits": "numbers must lie within ±10^{digits} with at most {digits} "
+    "decimal places",
+    "type_mismatch.null": "compare with NULL using IS NULL or IS NOT NULL",
+    "type_mismatch.plain": "expected a plain value (a number, 'text', TRUE or FALSE)",
+    "type_mismatch.wanted": "{column} is {dtype}: compare it with {wanted}, not {value}",
+    "type_mismatch.whole_number": "{column} is {dtype}: compare it with a whole number from "
+    "{low} to {high}, not {value}",
+    "no_public_domain.compared": "{column} has no public list of values, so it cannot be "
+    "compared with a value",
+    "value_not_in_domain.nearest": "{column} has no value {value}; the nearest of its public "
+    "values: {nearest}",
+    "value_not_in_domain.range": "{column} takes values from {low} to {high}, not {value}",
+    # Grouping and the SELECT list
+    "no_public_domain.expression": "group by plain columns only, not {sql}",
+    "no_public_domain.group_key": "{column} has no public list of values, so it cannot be grouped",
+    "bare_column.ungrouped": "{column} is neither aggregated nor in GROUP BY; rows never leave",
+    "bare_column.not_aggregate": "{sql} is not an aggregate",
+    # Aggregates and their arguments (expressions.py)
+    "unsupported_aggregate.count_distinct": "COUNT(DISTINCT ...) works on pupil_id only",
+    "unsupported_aggregate.count": "cannot count {sql}",
+    "unsupported_aggregate.distinct": "DISTINCT inside an aggregate is not supported",
+    "unsupported_aggregate.quantile": "a quantile must be between 0 and 1",
+    "unsupported_aggregate.other": "{name} is not supported; use COUNT, SUM, AVG, MEDIAN or "
+    "QUANTILE_CONT",
+    "unsupported_expression.aggregate_arithmetic": "arithmetic on aggregates is not supported; "
+    "compute it from the released table",
+    "unsupported_expression.number": "expected a number",
+    "unsupported_expression.unbounded": "{sql} has no bounds the catalogue can vouch for",
+    "unsupported_expression.cast": "cannot cast to {type}: cast to INTEGER (or another "
+    "whole-number type) or DOUBLE",
+    "unsupported_expression.simple_case": "use CASE WHEN condition THEN value END",
+    "unsupported_expression.empty_case": "CASE needs a value in some branch",
+    "unbounded_argument.units": "{sql} can range too widely for a useful answer",
+    "unbounded_argument.number": "numbers beyond ±{limit:g} are not supported",
+    "unbounded_argument.reach": "{sql} can reach {reach:g}; values beyond ±{limit:g} are not "
+    "supported",
+    "unbounded_argument.no_bounds": "{column} has no declared bounds",
+    "unbounded_argument.flag": "{column} has no declared bounds (use CAST(col AS INTEGER))",
+    "type_mismatch.cast": "{sql}: values up to {reach:g} do not fit {type}; cast to BIGINT",
+}
+
 REASON_CODES: Final[tuple[str, ...]] = tuple(_TEMPLATES)
 TEMPLATES: Final = MappingProxyType(_TEMPLATES)
+VARIANTS: Final = MappingProxyType(_VARIANTS)
 
 
-def reason(code: str, **params: object) -> Reason:
-    """Build the :class:`Reason` for ``code`` with its message filled in.
+def reason(key: str, /, **params: object) -> Reason:
+    """Build the :class:`Reason` for ``key`` (a code, or ``code.variant``) with its message
+    filled in.
 
-    Unknown codes and missing parameters are programming errors and raise ``KeyError``.
+    Unknown codes or variants and missing parameters are programming errors and raise
+    ``KeyError``.
 
     >>> reason("project_closed", project="p1").message
     'project p1 is closed'
+    >>> r = reason("unsupported_join.no_condition", table="ks2")
+    >>> r.code, r.message
+    ('unsupported_join', 'joining ks2 needs USING (...) or ON a = b')
     """
-    return Reason(code, _TEMPLATES[code].format(**params))
+    code = key.partition(".")[0]
+    template = _VARIANTS[key] if key != code else _TEMPLATES[code]
+    return Reason(code, template.format(**params))
 
 
-def describe(code: str) -> str:
-    """The template of ``code`` with its placeholders shown, for documentation.
+def describe(key: str) -> str:
+    """The template of ``key`` (a code or ``code.variant``) with its placeholders shown, for
+    documentation.
 
     >>> describe("project_closed")
     'project <project> is closed'
+    >>> describe("unsupported_join.no_condition")
+    'joining <table> needs USING (...) or ON a = b'
     """
-    return _TEMPLATES[code].replace("{", "<").replace("}", ">")
+    template = _VARIANTS[key] if "." in key else _TEMPLATES[key]
+    return template.replace("{", "<").replace("}", ">")

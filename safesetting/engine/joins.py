@@ -20,6 +20,7 @@ longitudinal question); its bound multiplies like any other pupil table's.
 
 from __future__ import annotations
 
+from policies.reasons import Reason, reason
 from safesetting.engine.plan import ColumnRef, Join, TableRef
 from synthetic.schema import TABLES
 
@@ -27,11 +28,16 @@ PUPIL_KEYS = ("pupil_id", "academic_year")
 
 
 class JoinError(Exception):
-    """A join the rule refuses; ``message`` says which rule failed."""
+    """A join the rule refuses; its ``reason`` (``unsupported_join``, from the registry) says
+    which rule failed."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, key: str, /, **params: object) -> None:
+        self.reason: Reason = reason(key, **params)
+        super().__init__(self.reason.message)
+
+    @property
+    def message(self) -> str:
+        return self.reason.message
 
 
 def public_key(table: str) -> str:
@@ -69,27 +75,22 @@ def attach(new: TableRef, pairs: list[tuple[ColumnRef, ColumnRef]], joined: set[
     JoinError: ks4.pupil_id is compared with itself
     """
     if not pairs:
-        raise JoinError(f"joining {new.name} needs USING (...) or ON a = b")
+        raise JoinError("unsupported_join.no_condition", table=new.name)
     oriented: list[tuple[ColumnRef, ColumnRef]] = []
     for a, b in pairs:
         if a == b:
-            raise JoinError(
-                f"{a.in_node} is compared with itself: a join condition must link the table "
-                f"being joined ({new.alias}) to one already joined"
-            )
+            raise JoinError("unsupported_join.self", column=a.in_node, node=new.alias)
         if b.node == new.alias and a.node in joined:
             oriented.append((a, b))
         elif a.node == new.alias and b.node in joined:
             oriented.append((b, a))
         elif a.node == b.node:
             raise JoinError(
-                f"{a.in_node} = {b.in_node} compares two columns of one table: a join "
-                f"condition must link {new.alias} to a table already joined"
+                "unsupported_join.same_table", left=a.in_node, right=b.in_node, node=new.alias
             )
         else:
             raise JoinError(
-                f"{a.in_node} = {b.in_node} does not link {new.alias} to a table already "
-                "joined: each condition of a join names the table being joined on one side"
+                "unsupported_join.not_linked", left=a.in_node, right=b.in_node, node=new.alias
             )
     if TABLES[new.name].private:
         _check_pupil_join(new, oriented)
@@ -101,29 +102,20 @@ def attach(new: TableRef, pairs: list[tuple[ColumnRef, ColumnRef]], joined: set[
 def _check_pupil_join(new: TableRef, pairs: list[tuple[ColumnRef, ColumnRef]]) -> None:
     for old, this in pairs:
         if not TABLES[old.table].private:
-            raise JoinError(
-                f"pupil table {new.name} cannot join public table {old.table}: pupil tables "
-                "join a pupil table by pupil_id"
-            )
+            raise JoinError("unsupported_join.pupil_to_public", table=new.name, public=old.table)
         if old.column != this.column or this.column not in PUPIL_KEYS:
-            raise JoinError(
-                f"{old.in_node} = {this.in_node}: pupil tables join only by pupil_id "
-                "(optionally also academic_year) with the same column on both sides"
-            )
+            raise JoinError("unsupported_join.pupil_keys", left=old.in_node, right=this.in_node)
     columns = [this.column for _old, this in pairs]
     if "pupil_id" not in columns:
-        raise JoinError(
-            f"{new.alias} must join by pupil_id: a join on academic_year alone would pair "
-            "different pupils' rows"
-        )
+        raise JoinError("unsupported_join.year_only", node=new.alias)
     if len(columns) != len(set(columns)):
-        raise JoinError(f"{new.alias} joins on the same column twice: give each key once")
+        raise JoinError("unsupported_join.same_key_twice", node=new.alias)
 
 
 def _check_public_join(new: TableRef, pairs: list[tuple[ColumnRef, ColumnRef]]) -> None:
     key = public_key(new.name)
     if len(pairs) != 1:
-        raise JoinError(f"{new.name} joins on its key {key} alone, from one column")
+        raise JoinError("unsupported_join.public_one_key", table=new.name, key=key)
     old, this = pairs[0]
     if this.column != key or not references(old, new.name):
         referencing = sorted(
@@ -133,6 +125,10 @@ def _check_public_join(new: TableRef, pairs: list[tuple[ColumnRef, ColumnRef]]) 
             if target == f"{new.name}.{key}"
         )
         raise JoinError(
-            f"{new.name} joins only many-to-one on its key {key}, from a column that "
-            f"references it ({', '.join(referencing)}), not {old.in_node} = {this.in_node}"
+            "unsupported_join.public_key",
+            table=new.name,
+            key=key,
+            referencing=", ".join(referencing),
+            left=old.in_node,
+            right=this.in_node,
         )

@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 
 from sqlglot import exp
 
+from policies.reasons import Reason, reason
 from synthetic.schema import Column
 
 INTEGER_RANGES = {
@@ -37,14 +38,21 @@ LITERAL_DIGITS = 18  # far beyond any column's range (±10^9) or resolution (0.0
 
 
 class LiteralError(Exception):
-    """A literal that does not fit the column: ``code`` is ``type_mismatch``,
-    ``value_not_in_domain`` or ``no_public_domain``; ``message`` names the column, never a
-    value from the data."""
+    """A literal that does not fit the column: its ``reason`` (from the registry) is
+    ``type_mismatch``, ``value_not_in_domain`` or ``no_public_domain`` and names the column,
+    never a value from the data."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, key: str, /, **params: object) -> None:
+        self.reason: Reason = reason(key, **params)
+        super().__init__(self.reason.message)
+
+    @property
+    def code(self) -> str:
+        return self.reason.code
+
+    @property
+    def message(self) -> str:
+        return self.reason.message
 
 
 def kind_of(col: Column) -> str:
@@ -71,31 +79,27 @@ def literal_value(node: exp.Expression) -> object:
     if isinstance(node, exp.Literal):
         if node.is_string:
             if negative:
-                raise LiteralError("type_mismatch", "text cannot be negated")
+                raise LiteralError("type_mismatch.negated_text")
             return str(node.this)
         try:
             value = Decimal(str(node.this))
         except InvalidOperation:
-            raise LiteralError("type_mismatch", "expected a number") from None
+            raise LiteralError("type_mismatch.number") from None
         if not value.is_finite():
-            raise LiteralError("type_mismatch", "numbers must be finite")
+            raise LiteralError("type_mismatch.finite")
         # Judged by exponent and length before any arithmetic or formatting: 1e99999999
         # would otherwise be expanded digit by digit (or overflow the decimal context).
         if value and (
             not -LITERAL_DIGITS <= value.adjusted() <= LITERAL_DIGITS
             or len(value.as_tuple().digits) > 2 * LITERAL_DIGITS
         ):
-            raise LiteralError(
-                "type_mismatch",
-                f"numbers must lie within ±10^{LITERAL_DIGITS} with at most "
-                f"{LITERAL_DIGITS} decimal places",
-            )
+            raise LiteralError("type_mismatch.digits", digits=LITERAL_DIGITS)
         return -value if negative else value
     if isinstance(node, exp.Boolean) and not negative:
         return bool(node.this)
     if isinstance(node, exp.Null) and not negative:
-        raise LiteralError("type_mismatch", "compare with NULL using IS NULL or IS NOT NULL")
-    raise LiteralError("type_mismatch", "expected a plain value (a number, 'text', TRUE or FALSE)")
+        raise LiteralError("type_mismatch.null")
+    raise LiteralError("type_mismatch.plain")
 
 
 def typed_literal(
@@ -111,7 +115,8 @@ def typed_literal(
     Every value a query holds is public, so the audit log (which keeps the plan) never holds
     anything a researcher typed that is not: text must be one of the column's public values
     whatever the comparison; ``=``, ``<>`` and ``IN`` need a value of the public domain; a
-    range comparison's threshold must lie within the domain's or the declared bounds' range.
+    range comparison's threshold must lie within the domain's or the declared bounds' range;
+    a column with neither (``pupil_id``) cannot be compared with a value at all.
     Refusals name the nearest valid values.
 
     >>> from synthetic.schema import table
@@ -132,17 +137,17 @@ def typed_literal(
     if kind == "boolean":
         return built
     plain = int(value) if isinstance(value, Decimal) and kind == "integer" else value
-    if kind == "text" and domain is None:
-        raise LiteralError(
-            "no_public_domain",
-            f"{qualified} has no public list of values, so it cannot be compared with a value",
-        )
+    if domain is None and (kind == "text" or col.bounds is None):
+        # Neither a public list nor a declared range (names, pupil_id): no value typed
+        # against it could be public, whatever the policy makes of the column.
+        raise LiteralError("no_public_domain.compared", column=qualified)
     if (membership or kind == "text") and domain is not None:
         if plain not in domain:
             raise LiteralError(
-                "value_not_in_domain",
-                f"{qualified} has no value {_show(value)}; the nearest of its public values: "
-                f"{', '.join(_show(v) for v in nearest(plain, domain))}",
+                "value_not_in_domain.nearest",
+                column=qualified,
+                value=_show(value),
+                nearest=", ".join(_show(v) for v in nearest(plain, domain)),
             )
         return built
     span = value_range(col, domain)
@@ -150,8 +155,11 @@ def typed_literal(
         lo, hi = span
         if not lo <= plain <= hi:
             raise LiteralError(
-                "value_not_in_domain",
-                f"{qualified} takes values from {_show(lo)} to {_show(hi)}, not {_show(value)}",
+                "value_not_in_domain.range",
+                column=qualified,
+                low=_show(lo),
+                high=_show(hi),
+                value=_show(value),
             )
     return built
 
@@ -192,8 +200,11 @@ def _build(qualified: str, col: Column, kind: str, value: object) -> exp.Express
         "date": "nothing (it cannot be filtered)",
     }[kind]
     mismatch = LiteralError(
-        "type_mismatch",
-        f"{qualified} is {col.dtype}: compare it with {wanted}, not {_show(value)}",
+        "type_mismatch.wanted",
+        column=qualified,
+        dtype=col.dtype,
+        wanted=wanted,
+        value=_show(value),
     )
     if kind == "text":
         if not isinstance(value, str):
@@ -208,9 +219,12 @@ def _build(qualified: str, col: Column, kind: str, value: object) -> exp.Express
             lo, hi = INTEGER_RANGES[col.dtype]
             if value != value.to_integral_value() or not lo <= value <= hi:
                 raise LiteralError(
-                    "type_mismatch",
-                    f"{qualified} is {col.dtype}: compare it with a whole number from {lo} "
-                    f"to {hi}, not {_show(value)}",
+                    "type_mismatch.whole_number",
+                    column=qualified,
+                    dtype=col.dtype,
+                    low=lo,
+                    high=hi,
+                    value=_show(value),
                 )
             return exp.Literal.number(int(value))
         if abs(value) > MAX_REAL_LITERAL:

@@ -7,6 +7,7 @@ import pytest
 from safesetting.engine.parse import Catalogue, parse_query
 from safesetting.engine.plan import QueryPlan, Refusal
 from safesetting.errors import UsageError
+from tests.classify import codes as classified
 
 
 def codes(sql: str) -> set[str]:
@@ -100,11 +101,13 @@ def test_refusal_codes(sql, code):
     ],
 )
 def test_direct_identifiers_are_refused_wherever_they_hide(sql):
-    assert "direct_identifier" in codes(sql)
+    """The parser reports the column and how it is used; decide() refuses it (the service
+    asks both, and reports their reasons together)."""
+    assert "direct_identifier" in classified(sql)
 
 
 def test_every_reason_is_reported_not_just_the_first():
-    found = codes("SELECT upn, MAX(read_score) FROM pupils JOIN ks2 USING (pupil_id) LIMIT 3")
+    found = classified("SELECT upn, MAX(read_score) FROM pupils JOIN ks2 USING (pupil_id) LIMIT 3")
     assert {"direct_identifier", "unsupported_aggregate", "limit"} <= found
 
 
@@ -182,13 +185,28 @@ def test_every_refusal_code_is_in_the_reason_registry():
     import re
     from pathlib import Path
 
-    from policies.reasons import describe
+    from policies.reasons import REASON_CODES, VARIANTS, describe
 
     engine = Path(__file__).resolve().parents[3] / "safesetting" / "engine"
     text = "".join(p.read_text() for p in engine.glob("*.py"))
-    codes = set(re.findall(r'refuse\(\s*"([a-z_]+)"', text))
-    codes |= set(re.findall(r'LiteralError\(\s*"([a-z_]+)"', text))
-    assert len(codes) > 15
-    assert {"type_mismatch", "value_not_in_domain", "unsupported_join"} <= codes
-    for code in codes:
-        assert describe(code)  # KeyError if a code is not registered and documented
+    keys = set(re.findall(r'(?:refuse|LiteralError|JoinError)\(\s*"([a-z_.]+)"', text))
+    assert len(keys) > 60
+    assert {"type_mismatch.wanted", "value_not_in_domain.nearest", "unsupported_join.self"} <= keys
+    for key in keys:
+        assert describe(key)  # KeyError if a code or variant is not registered
+    # Every variant's code is a registered code, and every variant is used by the engine.
+    assert {key.partition(".")[0] for key in VARIANTS} <= set(REASON_CODES)
+    assert set(VARIANTS) <= keys
+
+
+def test_the_engine_writes_no_refusal_text_of_its_own():
+    """Codes and messages cannot drift: every refusal is built from the registry, so no
+    engine module passes a message string (or an f-string) next to a code."""
+    import re
+    from pathlib import Path
+
+    engine = Path(__file__).resolve().parents[3] / "safesetting" / "engine"
+    for module in engine.glob("*.py"):
+        text = module.read_text()
+        assert not re.search(r'(?:refuse|LiteralError|JoinError)\(\s*"[^"]*",\s*f?"', text), module
+        assert not re.search(r"Reason\(\s*\"", text), module

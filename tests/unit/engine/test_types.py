@@ -242,7 +242,10 @@ def test_real_thresholds_up_to_ten_to_the_fifteenth_are_numbers():
 def test_a_literal_error_reads_as_its_message():
     from safesetting.engine.types import LiteralError
 
-    assert str(LiteralError("type_mismatch", "x is VARCHAR")) == "x is VARCHAR"
+    error = LiteralError("no_public_domain.compared", column="x.y")
+    assert str(error) == "x.y has no public list of values, so it cannot be compared with a value"
+    assert (error.code, error.message) == (error.reason.code, error.reason.message)
+    assert error.code == "no_public_domain"
 
 
 @pytest.mark.parametrize(

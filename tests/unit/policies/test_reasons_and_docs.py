@@ -60,6 +60,20 @@ def test_reason_needs_known_code_and_its_parameters():
     assert describe("table_not_approved") == "table <table> is not approved for project <project>"
 
 
+def test_a_variant_is_one_wording_of_a_registered_code():
+    """The engine's specific wordings (``code.variant``) cannot add a code by accident."""
+    from policies.reasons import VARIANTS
+
+    assert {key.partition(".")[0] for key in VARIANTS} <= set(REASON_CODES)
+    found = reason("unknown_column.in_table", table="ks2", column="x")
+    assert (found.code, found.message) == ("unknown_column", "table ks2 has no column x")
+    assert describe("unknown_column.in_table") == "table <table> has no column <column>"
+    with pytest.raises(KeyError):
+        reason("unknown_column.made_up")
+    with pytest.raises(KeyError):
+        reason("made_up.in_table", table="ks2", column="x")
+
+
 @pytest.mark.parametrize(
     ("value", "micro"),
     [(1, 1_000_000), ("0.1", 100_000), (Decimal("2.5"), 2_500_000), (Fraction(1, 8), 125_000)],
