@@ -24,7 +24,6 @@ from safesetting.cli.common import (
 )
 from safesetting.control import load_home_policy, open_control
 from safesetting.errors import UsageError
-from safesetting.subject_access import subject_access
 
 
 @click.group("admin")
@@ -366,6 +365,9 @@ def subject_access_command(ctx: Context, upn: str, as_json: bool) -> None:
     logged filters are re-evaluated for that pupil alone; no released value is shown. The
     request is audited (``subject.access``, with a count, never the UPN).
     """
+    # Imported here: it runs the query engine, which no other admin command needs.
+    from safesetting.subject_access import subject_access
+
     answer = subject_access(open_control(ctx.home), upn)
     if as_json:
         print_json(answer.to_json())

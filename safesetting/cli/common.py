@@ -12,19 +12,32 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from safesetting.backend import Backend, backend_for
 from safesetting.errors import SafeSettingError, envelope_for
 from safesetting.home import Home
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    console: Console  # made when imported, by __getattr__ below
+    err_console: Console
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
-err_console = Console(stderr=True)
+
+def __getattr__(name: str) -> Any:
+    """``console`` and ``err_console``: rich consoles on stdout and stderr, made when a
+    command imports them, so that one which prints no table (or only fails) never imports
+    rich. Not cached: each reads the environment (``COLUMNS``, ``NO_COLOR``) of its command."""
+    if name in ("console", "err_console"):
+        from rich.console import Console
+
+        return Console(stderr=name == "err_console")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass

@@ -7,21 +7,15 @@ import signal
 from collections.abc import Iterator
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from safesetting.cli.common import (
     Context,
-    console,
-    err_console,
     handle_errors,
     json_option,
     pass_context,
     print_json,
 )
 from safesetting.errors import UsageError
-from synthetic import catalogue as catalogue_lib
-from synthetic.load import GenerationError, check_generation, generate_database
 
 DEFAULT_PUPILS = "100000"
 DEFAULT_YEARS = "2012-2024"
@@ -90,6 +84,12 @@ def generate(ctx: Context, pupils: str, seed: str, years: str, force: bool, as_j
     and are calibrated to published national figures. The database is written to a
     temporary file and renamed into place only when complete.
     """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from safesetting.cli.common import console, err_console
+    from synthetic.load import GenerationError, check_generation, generate_database
+
     n = parse_whole(pupils, "--pupils", 1)
     s = parse_whole(seed, "--seed", 0)
     try:
@@ -111,6 +111,11 @@ def generate(ctx: Context, pupils: str, seed: str, years: str, force: bool, as_j
 
             with _terminate_cleanly():
                 version = generate_database(target, n, s, year_range, force, progress)
+                # What every query reads: the queryable columns, once (engine/snapshot.py).
+                bar.update(task, description="publishing the query snapshot")
+                from safesetting.engine.session import publish_snapshot
+
+                snapshot = publish_snapshot(target, version.id)
     except GenerationError as exc:
         raise UsageError(str(exc)) from None
     from safesetting.control import init_home  # the home it wrote into, complete
@@ -118,10 +123,11 @@ def generate(ctx: Context, pupils: str, seed: str, years: str, force: bool, as_j
     init_home(ctx.home)
     summary = {**version.to_json(), "seconds": round(version.seconds or 0.0, 2)}
     summary["path"] = str(target)
+    summary["snapshot"] = str(snapshot)
     if as_json:
         print_json(summary)
         return
-    console.print(f"Synthetic NPD written to {target}")
+    console.print(f"Synthetic NPD written to {target}; query snapshot {snapshot}")
     table = Table()
     table.add_column("table")
     table.add_column("rows", justify="right")
@@ -139,6 +145,11 @@ def generate(ctx: Context, pupils: str, seed: str, years: str, force: bool, as_j
 @handle_errors
 def catalogue(as_json: bool) -> None:
     """List tables, columns, classes, public domains and bounds: metadata, never data."""
+    from rich.table import Table
+
+    from safesetting.cli.common import console
+    from synthetic import catalogue as catalogue_lib
+
     described = catalogue_lib.describe()
     if as_json:
         print_json(described)

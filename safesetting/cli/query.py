@@ -5,11 +5,9 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.table import Table
 
 from safesetting.cli.common import (
     Context,
-    console,
     handle_errors,
     json_option,
     pass_context,
@@ -69,6 +67,11 @@ def render(result: QueryResult) -> None:
         for reason in result.reasons:
             click.echo(f"  - {reason.code}: {reason.message}", err=True)
         return
+    # Imported here, not at the top: a refusal, an error or --json needs no rich.
+    from rich.table import Table
+
+    from safesetting.cli.common import console
+
     if result.status == DRY_RUN:
         console.print(f"[bold]Dry run[/bold]: would cost ε = {result.epsilon:g}; nothing spent.")
         console.print(f"Each pupil counted at most {result.contribution_bound} time(s).")

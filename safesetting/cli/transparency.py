@@ -7,9 +7,6 @@ from pathlib import Path
 import click
 
 from safesetting.cli.common import Context, handle_errors, json_option, pass_context, print_json
-from safesetting.control import open_control
-from safesetting.report.transparency_page import render_transparency
-from safesetting.transparency import transparency_summary
 
 
 @click.group("transparency")
@@ -32,6 +29,10 @@ def report(ctx: Context, out: Path | None, as_json: bool) -> None:
     purpose, dates), the kinds of question asked and how many, the ε each used, the total
     privacy loss any single pupil has had, refused applications, and the latest signed
     checkpoint with its public key. No released value and nothing about any pupil."""
+    from safesetting.control import open_control
+    from safesetting.report.transparency_page import render_transparency
+    from safesetting.transparency import transparency_summary
+
     summary = transparency_summary(open_control(ctx.home))
     if as_json:
         print_json(summary)
