@@ -1,10 +1,12 @@
 """Benchmark the query path on a 1M-pupil synthetic NPD, beside raw DuckDB and SmartNoise SQL.
 
-For each question: raw DuckDB on the file (no privacy at all: the floor), the Safe Setting
-engine alone (parse → plan → bounded SQL → sandbox → OpenDP), the full service (policy,
-budget debit and audit entries committed, a fresh release), the service answering from its
-release cache, and — where it can express the question — SmartNoise SQL (pandas reader,
-its own virtual environment, because it pins an older OpenDP).
+For each question: raw DuckDB on the published snapshot (no privacy at all: the floor), the
+Safe Setting engine session alone (prepare → answer: plan, bounded SQL on the data plane,
+OpenDP), the full service (policy, budget debit and audit entries committed, a fresh
+release), the service answering from its release cache, a one-shot process of each (a raw
+DuckDB one-liner in a new Python process beside a fresh ``safesetting query``), and — where
+it can express the question — SmartNoise SQL (pandas reader, its own virtual environment,
+because it pins an older OpenDP).
 
     python bench/bench_query.py                        # generates 1M pupils into a temp home
     python bench/bench_query.py --home DIR             # reuse a home that has npd.duckdb
@@ -29,13 +31,10 @@ sys.path.insert(0, str(ROOT))
 import duckdb  # noqa: E402
 
 from safesetting.administration import add_researcher, approve_project  # noqa: E402
-from safesetting.control import open_control  # noqa: E402
-from safesetting.engine.compile import compile_plan, needed_columns  # noqa: E402
-from safesetting.engine.execute import Sandbox  # noqa: E402
-from safesetting.engine.noise import release  # noqa: E402
-from safesetting.engine.parse import parse_query  # noqa: E402
+from safesetting.control import init_home, open_control  # noqa: E402
+from safesetting.engine.session import Optouts, Session  # noqa: E402
 from safesetting.home import Home  # noqa: E402
-from safesetting.service import QueryService, data_info  # noqa: E402
+from safesetting.service import QueryService  # noqa: E402
 from synthetic.load import generate_database  # noqa: E402
 
 QUESTIONS = [
@@ -82,15 +81,19 @@ def median_time(fn, runs: int) -> float:  # noqa: ANN001
     return statistics.median(times)
 
 
-def engine_only(db: Path, sql: str, catalogue) -> None:  # noqa: ANN001
-    plan = parse_query(sql, catalogue)
-    compiled = compile_plan(plan, min_year=2000, salt=plan.digest())
-    box = Sandbox(db, needed_columns(plan), row_filters=compiled.pushdown)
-    try:
-        rows = box.run(compiled.sql)
-    finally:
-        box.close()
-    release(plan, compiled, rows, 1_000_000, 10)
+def engine_only(session: Session, sql: str) -> None:
+    prepared = session.prepare(sql)
+    session.answer(prepared, 1_000_000, Optouts())  # type: ignore[arg-type]
+
+
+def process_time(argv: list[str], runs: int, env: dict[str, str] | None = None) -> float:
+    """Median wall time of a new process running ``argv`` (start-up included)."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, env=env)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -110,6 +113,7 @@ def main() -> None:
     db = args.home / "npd.duckdb"
     os.symlink(db.resolve(), bench_home / "npd.duckdb")
     home = Home(bench_home)
+    init_home(home)
     control = open_control(home, actor="bench")
     token = add_researcher(
         control, "bench", organisation="Bench", role="researcher", accredited_until="2099-01-01"
@@ -120,12 +124,14 @@ def main() -> None:
         members=["bench"],
     )  # fmt: skip
     service = QueryService(control)
-    shared = QueryService(control, shared_sandbox=True)  # as the server runs it
+    caller = service.login(token)  # authenticated once, as a server request is
     t = time.perf_counter()
-    shared.submit(token, QUESTIONS[0][1], "bench", "0.001")  # loads the shared copy once
-    print(f"shared sandbox loaded in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    catalogue = service.catalogue(data_info(db))
-    raw = duckdb.connect(str(db), read_only=True)
+    session = service.session()
+    snapshot = session.plane().snapshot  # type: ignore[attr-defined]
+    print(f"snapshot published and opened in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    raw = duckdb.connect(str(snapshot), read_only=True)
+    cli = str(Path(sys.executable).with_name("safesetting"))
+    env = {**os.environ, "SAFESETTING_TOKEN": token}
     peer = {}
     if args.snsql:
         out = subprocess.run(
@@ -136,32 +142,35 @@ def main() -> None:
     rows = []
     for label, ours, theirs in QUESTIONS:
         raw_s = median_time(lambda q=theirs: raw.execute(q).fetchall(), args.runs)
-        engine_s = median_time(lambda q=ours: engine_only(db, q, catalogue), args.runs)
+        engine_s = median_time(lambda q=ours: engine_only(session, q), args.runs)
+        raw_process = process_time(
+            [sys.executable, "-c", "import duckdb, sys; "
+             "duckdb.connect(sys.argv[1], read_only=True).execute(sys.argv[2]).fetchall()",
+             str(snapshot), theirs], args.runs)  # fmt: skip
         fresh = []
         for i in range(args.runs):
             # A distinct ε makes each run a fresh release (not a cache hit).
             eps = f"0.{i + 1:02d}"
             t = time.perf_counter()
-            result = service.submit(token, ours, "bench", eps)
+            result = service.submit(caller, ours, "bench", eps)
             fresh.append(time.perf_counter() - t)
             assert result.status == "released", result.reasons
-        shared_fresh = []
+        cli_fresh = []
         for i in range(args.runs):
-            eps = f"0.{i + 1:02d}1"
-            t = time.perf_counter()
-            assert shared.submit(token, ours, "bench", eps).status == "released"
-            shared_fresh.append(time.perf_counter() - t)
-        cached_s = median_time(lambda q=ours: service.submit(token, q, "bench", "0.01"), args.runs)
+            eps = f"0.{i + 1:02d}1"  # fresh each time
+            argv = [cli, "--home", str(bench_home), "query", ours, "--project", "bench",
+                    "--epsilon", eps, "--json"]  # fmt: skip
+            cli_fresh.append(process_time(argv, 1, env))
+        cached_s = median_time(lambda q=ours: service.submit(caller, q, "bench", "0.01"), args.runs)
         sn = peer.get(label)
         rows.append(
-            (label, raw_s, engine_s, statistics.median(fresh), statistics.median(shared_fresh),
-             cached_s,
+            (label, raw_s, engine_s, statistics.median(fresh), cached_s, raw_process,
+             statistics.median(cli_fresh),
              sn["query_s"] if sn else None, sn["load_s"] if sn else None)
         )  # fmt: skip
-    pupils = json.loads(json.dumps(data_info(db).version))
-    print(f"\n{pupils}: median of {args.runs} runs, seconds (2-core machine)\n")
-    head = ("question", "raw DuckDB", "engine", "service fresh", "fresh, shared sandbox",
-            "service cached",
+    print(f"\n{session.version}: median of {args.runs} runs, seconds (2-core machine)\n")
+    head = ("question", "raw DuckDB", "engine session", "service fresh", "service cached",
+            "raw DuckDB, new process", "`safesetting query`, new process",
             "SmartNoise SQL", "(its load)")  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("| --- " * len(head) + "|")

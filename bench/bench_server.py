@@ -551,9 +551,15 @@ def main() -> None:
         rows.append(("raw DuckDB GROUP BY (floor)", *raw))
         con.close()
         service = QueryService(open_control(home, actor="service"))
-        service.submit(token, CACHED_SQL, project, EPSILON)  # released once; then cached
+        service.submit(
+            service.login(token), CACHED_SQL, project, EPSILON
+        )  # released once; then cached
         cached_in_process = drive(
-            1, 300, lambda _h, _i: service.submit(token, CACHED_SQL, project, EPSILON), None, None
+            1,
+            300,
+            lambda _h, _i: service.submit(service.login(token), CACHED_SQL, project, EPSILON),
+            None,
+            None,
         )
         rows.append(("in-process QueryService, cached", *cached_in_process))
         offset = 1_000_000

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from policies.decide import ProjectFacts, check_project
 from policies.epsilon import format_epsilon
 from policies.model import ORG_TYPES
+from safesetting.caller import Role
 from safesetting.control import Control
 from safesetting.errors import PolicyDeniedError, UsageError
 from safesetting.store import auth, ledger, registry
@@ -30,7 +31,7 @@ from safesetting.validation import (
     parse_epsilon,
 )
 
-ROLES = ("researcher", "auditor", "admin")
+ROLES = tuple(r.value for r in Role)  # for the CLI's choices
 
 
 @dataclass(frozen=True)

@@ -31,24 +31,34 @@ class LocalBackend:
         self.token = token
 
     def _service(self):  # noqa: ANN202 - imported lazily: the client needs none of this
+        self.home.require()  # a missing home is reported before the engine is imported
         from safesetting.control import open_control
         from safesetting.service import QueryService
 
         return QueryService(open_control(self.home, actor="service"))
 
     def query(self, sql: str, project: str, epsilon: object | None, dry_run: bool) -> QueryResult:
-        return self._service().submit(self.token, sql, project, epsilon, dry_run)
+        service = self._service()
+        caller = service.login(self.token, project)  # authenticated once, failures audited
+        return service.submit(caller, sql, project, epsilon, dry_run)
 
     def result(self, query_id: str) -> QueryResult:
-        return self._service().get_result(self.token, query_id)
+        from safesetting.caller import login
+
+        service = self._service()
+        return service.get_result(login(service.control, self.token), query_id)
 
     def budget(self, project: str) -> dict[str, Any]:
+        self.home.require()
         from safesetting.budgets import budget_summary
+        from safesetting.caller import login
         from safesetting.control import open_control
+        from safesetting.validation import check_id
 
-        return budget_summary(
-            open_control(self.home, actor="service"), project, self.token
-        ).to_json()
+        control = open_control(self.home, actor="service")
+        check_id("project", project)  # before anything is written about it
+        caller = login(control, self.token, project=project)
+        return budget_summary(control, project, caller).to_json()
 
 
 def backend_for(home: Home, token: str | None) -> Backend:

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from policies.epsilon import to_float
 from policies.reasons import reason
+from safesetting.caller import Caller, Role
 from safesetting.control import Control
-from safesetting.errors import AuthenticationError, PermissionDeniedError
-from safesetting.store import authenticate, dataset_spent, get_project, project_spent
+from safesetting.errors import PermissionDeniedError
+from safesetting.store import dataset_spent, get_project, project_spent
 from safesetting.store.registry import member_project
 from safesetting.validation import check_id
 
@@ -38,33 +39,15 @@ class BudgetSummary:
         }
 
 
-def budget_summary(control: Control, project_id: str, token: str | None) -> BudgetSummary:
-    """The budget of ``project_id`` as seen by the holder of ``token``.
+def budget_summary(control: Control, project_id: str, caller: Caller) -> BudgetSummary:
+    """The budget of ``project_id`` as ``caller`` may see it.
 
     A researcher sees only projects they are members of (an unknown project looks the same,
-    so ids cannot be probed); auditors and admins see any. Authentication failures are
-    audited as ``auth.failed`` and re-raised.
+    so ids cannot be probed); auditors and admins see any.
     """
     check_id("project", project_id)
-    failure: AuthenticationError | None = None
     with control.reader() as conn:
-        try:
-            caller = authenticate(conn, token, roles=("researcher", "auditor", "admin"))
-        except AuthenticationError as exc:
-            failure = exc
-    if failure is not None:
-        with control.transaction() as conn:
-            control.record(
-                conn,
-                "auth.failed",
-                actor="anonymous",
-                request={"project": project_id},  # not on the project's own record
-                decision="denied",
-                reasons=[r.code for r in failure.reasons],
-            )
-        raise failure
-    with control.reader() as conn:
-        if caller.role == "researcher":
+        if caller.role is Role.RESEARCHER:
             # One lookup decides, the same for an unknown project and someone else's.
             project = member_project(conn, project_id, caller.id)
         else:

@@ -18,7 +18,7 @@ Security properties of the boundary (see docs/ARCHITECTURE.md):
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -31,7 +31,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 import audit
 from audit.publish import ProofError, consistency_bundle, inclusion_bundle
 from audit.store import TIME_FORMAT
-from policies.reasons import reason
 from safesetting import __version__, auditing
 from safesetting.api.errors import EXCEPTION_HANDLERS, BadRequestError, EnvelopeRoute, refusal
 from safesetting.api.headers import SecurityHeadersMiddleware
@@ -50,8 +49,8 @@ from safesetting.api.models import (
 )
 from safesetting.api.ratelimit import FailedLogins, RateLimitMiddleware, Summary, client_of
 from safesetting.budgets import budget_summary
+from safesetting.caller import AUDITORS, RESEARCHERS, Caller, Role, identify, wrong_role
 from safesetting.control import Control, open_control
-from safesetting.engine.execute import shared_sandbox
 from safesetting.errors import (
     AuthenticationError,
     IntegrityError,
@@ -63,8 +62,6 @@ from safesetting.home import Home
 from safesetting.report.transparency_page import render_transparency
 from safesetting.results import DENIED
 from safesetting.service import QueryService, is_budget_denial
-from safesetting.store import authenticate
-from safesetting.store.registry import Researcher
 from safesetting.transparency import LogTally, transparency_summary
 from synthetic import catalogue as catalogue_lib
 
@@ -72,8 +69,6 @@ from synthetic import catalogue as catalogue_lib
 #: CPU-bound on a 2-core box, and each fresh query holds an in-memory sandbox of up to the
 #: engine's memory limit, so a small bound keeps memory bounded without costing throughput.
 REQUEST_THREADS = 8
-ALL_ROLES = ("researcher", "auditor", "admin")
-AUDIT_ROLES = ("auditor", "admin")
 _bearer = HTTPBearer(auto_error=False, description="The token shown once at registration.")
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -116,13 +111,14 @@ class SafeSettingApp:
 
     def __init__(self, control: Control) -> None:
         self.control = control
-        self.service = QueryService(control, shared_sandbox=True)
+        self.service = QueryService(control)
         self.key = control.signing_key
         self.failed_logins = FailedLogins(control.policy.limits.failed_login_window_seconds)
         self.tally = LogTally()  # the public page reads only what was appended since
         if control.home.database.exists():
-            # Load the worker's locked in-memory copy now, not in its first query.
-            shared_sandbox(control.home.database)
+            # Open the worker's data plane now (publishing the snapshot if it is not yet
+            # there), not in its first query.
+            self.service.session().plane()
 
     def audit_failure(
         self,
@@ -170,33 +166,21 @@ class SafeSettingApp:
                     reasons=list(s.reasons),
                 )  # fmt: skip
 
-    def caller(self, token: str | None, request: Request) -> Researcher:
+    def caller(self, token: str | None, request: Request) -> Caller:
         """The holder of ``token``, accredited today, whatever their role.
 
         An unknown, revoked or expired token (401) or an expired accreditation (403) is
         audited ``auth.failed`` and refused on every endpoint, not only by the policy.
         """
-        caller: Researcher | None = None
         try:
-            with self.control.reader() as conn:
-                caller = authenticate(conn, token, roles=ALL_ROLES)
-            if caller.accredited_until < self.control.today():
-                raise PermissionDeniedError(
-                    f"the accreditation of {caller.id} has expired",
-                    [reason("accreditation_expired", researcher=caller.id,
-                            date=caller.accredited_until.isoformat())],
-                )  # fmt: skip
+            return identify(self.control, token)
         except (AuthenticationError, PermissionDeniedError) as exc:
-            self.audit_failure(request, exc, caller.id if caller else None)
+            self.audit_failure(request, exc, getattr(exc, "researcher_id", None))
             raise
-        return caller
 
-    def require_role(self, caller: Researcher, roles: tuple[str, ...], request: Request) -> None:
-        if caller.role not in roles:
-            exc = PermissionDeniedError(
-                f"role {caller.role} may not do this (needs {' or '.join(sorted(roles))})",
-                [reason("wrong_role", role=caller.role)],
-            )
+    def require_role(self, caller: Caller, roles: Collection[Role], request: Request) -> None:
+        if not caller.may(roles):
+            exc = wrong_role(caller.role, roles)
             self.audit_failure(request, exc, caller.id)
             raise exc
 
@@ -209,12 +193,12 @@ def _state(request: Request) -> SafeSettingApp:
 State = Annotated[SafeSettingApp, Depends(_state)]
 
 
-def caller_of(token: Token, app: State, request: Request) -> Researcher:
+def caller_of(token: Token, app: State, request: Request) -> Caller:
     """Every token endpoint runs this first (see :meth:`SafeSettingApp.caller`)."""
     return app.caller(token, request)
 
 
-Caller = Annotated[Researcher, Depends(caller_of)]
+Authenticated = Annotated[Caller, Depends(caller_of)]
 router = APIRouter(route_class=EnvelopeRoute, responses=ERROR_RESPONSES)
 
 
@@ -225,13 +209,13 @@ router = APIRouter(route_class=EnvelopeRoute, responses=ERROR_RESPONSES)
     responses={200: {"model": QueryResultBody, "description": "Released, cached or dry run"}},
 )
 def submit_query(
-    body: QueryRequest, token: Token, app: State, caller: Caller, request: Request
+    body: QueryRequest, app: State, caller: Authenticated, request: Request
 ) -> JSONResponse:
     """Run the query path of DESIGN.md §2. 200 with the QueryResult when released, cached
     or a dry run; a refusal is 403 (policy) or 409 (budget only) with the QueryResult under
     ``result`` in the error envelope."""
-    app.require_role(caller, ("researcher",), request)  # audited per window, not per request
-    result = app.service.submit(token, body.sql, body.project, body.epsilon, body.dry_run)
+    app.require_role(caller, RESEARCHERS, request)  # audited per window, not per request
+    result = app.service.submit(caller, body.sql, body.project, body.epsilon, body.dry_run)
     if result.status == DENIED:
         return refusal(result, is_budget_denial(result))
     return JSONResponse(result.to_json())
@@ -245,13 +229,12 @@ def submit_query(
 )
 def get_query(
     query_id: Annotated[str, Path(pattern=QUERY_ID_PATTERN)],
-    token: Token,
     app: State,
-    _caller: Caller,
+    caller: Authenticated,
 ) -> JSONResponse:
     """A released result again, at no cost: a researcher's own queries only (404 otherwise);
     auditors and admins any."""
-    return JSONResponse(app.service.get_result(token, query_id).to_json())
+    return JSONResponse(app.service.get_result(caller, query_id).to_json())
 
 
 @router.get(
@@ -262,12 +245,11 @@ def get_query(
 )
 def get_budget(
     project_id: Annotated[str, Path(pattern=ID_PATTERN)],
-    token: Token,
     app: State,
-    _caller: Caller,
+    caller: Authenticated,
 ) -> dict[str, Any]:
     """Budget, spent and remaining ε of a project (a researcher's own projects only)."""
-    return budget_summary(app.control, project_id, token).to_json()
+    return budget_summary(app.control, project_id, caller).to_json()
 
 
 @router.get("/v1/catalogue", tags=["public"], summary="What may be asked (metadata only)")
@@ -278,10 +260,10 @@ def get_catalogue() -> dict[str, Any]:
 
 @router.get("/v1/audit/entries", tags=["audit"], summary="Audit log entries (auditors)")
 def get_entries(
-    filters: Annotated[EntryFilter, Query()], caller: Caller, app: State, request: Request
+    filters: Annotated[EntryFilter, Query()], caller: Authenticated, app: State, request: Request
 ) -> dict[str, Any]:
     """The newest ``limit`` entries matching the filters, oldest first (auditors, admins)."""
-    app.require_role(caller, AUDIT_ROLES, request)
+    app.require_role(caller, AUDITORS, request)
     with app.control.reader() as conn:
         found = audit.read_entries(
             conn,
@@ -327,14 +309,14 @@ def get_public_keys(app: State) -> dict[str, Any]:
 
 @router.get("/v1/audit/proof/inclusion", tags=["audit"], summary="Inclusion proof of an entry")
 def get_inclusion(
-    params: Annotated[InclusionParams, Query()], caller: Caller, app: State
+    params: Annotated[InclusionParams, Query()], caller: Authenticated, app: State
 ) -> dict[str, Any]:
     """Entry ``seq``, its RFC 9162 inclusion proof and the signed checkpoint. Researchers
     may prove only their own entries (so they can check their queries were logged)."""
-    if caller.role == "researcher":
+    if caller.role is Role.RESEARCHER:
         with app.control.reader() as conn:
             entry = audit.get_entry(conn, params.seq)
-        if entry is None or entry.actor != f"researcher:{caller.id}":
+        if entry is None or entry.actor != caller.actor:
             raise NotFoundError(f"no entry {params.seq} of yours")
     try:
         return inclusion_bundle(app.control.engine, app.key, params.seq, params.size)

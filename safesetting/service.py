@@ -1,5 +1,6 @@
-"""One request's orchestration: authenticate → parse → decide → cache → debit + audit →
-sandbox → OpenDP → release + audit (DESIGN.md §2). The CLI and the server both call this.
+"""One request's orchestration, one call per step of the privacy story: authenticate →
+prepare (the engine session) → decide → cache → debit + audit → answer (the session) →
+release + audit. The CLI and the server both call this.
 
 Order matters for privacy: the budget debit and the ``query.accepted`` audit entry commit
 together *before* the true aggregates are computed; if the process dies after that, the
@@ -15,33 +16,34 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
-
-import duckdb
-import sqlalchemy as sa
 
 from policies.decide import Facts, column_uses, decide
 from policies.epsilon import format_epsilon, to_float, to_micro
 from policies.reasons import reason
+from safesetting.caller import RESEARCHERS, Caller, Role, login
 from safesetting.control import Control
-from safesetting.engine.compile import CompiledQuery, compile_plan, needed_columns
-from safesetting.engine.execute import Sandbox, shared_sandbox
-from safesetting.engine.noise import expected_errors, release
-from safesetting.engine.parse import Catalogue, parse_query
-from safesetting.engine.plan import QueryPlan, Refusal
+from safesetting.engine.plan import Refusal
+from safesetting.engine.session import (
+    DataInfo,
+    Estimate,
+    Optouts,
+    Prepared,
+    Rules,
+    Session,
+    check_data,
+    data_info,
+)
+from safesetting.engine.snapshot import DataUnavailableError
 from safesetting.errors import (
-    AuthenticationError,
     BudgetExhaustedError,
     IncidentError,
     IntegrityError,
     NotFoundError,
-    PermissionDeniedError,
     RateLimitedError,
     Reason,
     SafeSettingError,
@@ -51,10 +53,9 @@ from safesetting.errors import (
 )
 from safesetting.incidents import record_incident
 from safesetting.results import CACHED, DENIED, DRY_RUN, RELEASED, QueryResult
-from safesetting.store import authenticate, dataset_spent, debit, get_project, project_spent
+from safesetting.store import dataset_spent, debit, get_project, project_spent
 from safesetting.store import queries as q
 from safesetting.store.registry import Project, member_project, optout_upns
-from synthetic.load import missing_constraints, read_data_version
 
 log = logging.getLogger("safesetting.service")
 BUDGET_CODES = frozenset({"budget_exhausted", "dataset_cap_reached"})
@@ -64,39 +65,7 @@ UNLOGGABLE = Reason(
 )
 
 
-@dataclass(frozen=True)
-class DataInfo:
-    """What the service knows about the data without reading a row of it."""
-
-    version: str
-    ref_domains: dict[str, tuple[object, ...]]
-    pupils: int  # the declared population (a generation parameter, public)
-
-
-@lru_cache(maxsize=8)
-def _data_info(path: str, mtime_ns: int) -> DataInfo:  # noqa: ARG001 - mtime keys the cache
-    data_version = read_data_version(path)
-    con = duckdb.connect(path, read_only=True)
-    try:
-        # The contribution bounds rely on the declared keys and checks: a file without one
-        # of them is not served (a hand-made or damaged file, say).
-        missing = missing_constraints(con)
-        urns = tuple(r[0] for r in con.execute("SELECT urn FROM schools ORDER BY urn").fetchall())
-    finally:
-        con.close()
-    if missing:
-        raise StateError(
-            f"{Path(path).name} lacks {len(missing)} declared constraint(s) the privacy "
-            f"bounds rely on, first {missing[0]}: regenerate it with `safesetting data "
-            "generate --force`"
-        )
-    return DataInfo(data_version.id, {"schools.urn": urns}, data_version.pupils)
-
-
-def data_info(db_path: Path) -> DataInfo:
-    if not db_path.is_file():
-        raise StateError(f"no data in {db_path.parent}: run `safesetting data generate` first")
-    return _data_info(str(db_path), db_path.stat().st_mtime_ns)
+__all__ = ["DataInfo", "QueryService", "check_data", "data_info"]
 
 
 ABANDONED_AFTER = timedelta(minutes=10)  # far beyond the 30 s a query may run
@@ -126,30 +95,42 @@ def close_abandoned(control: Control, *, older_than: timedelta = ABANDONED_AFTER
     return len(stale)
 
 
-def check_data(db_path: Path) -> DataInfo:
-    """The data file, opened and checked as a query would (``serve`` runs it at start, so
-    a missing, unreadable or unconstrained file stops the server, naming the file)."""
-    try:
-        return data_info(db_path)
-    except StateError:
-        raise
-    except (duckdb.Error, OSError, ValueError) as exc:
-        # The type only: a damaged file's message could quote its bytes.
-        raise StateError(
-            f"{db_path} cannot be served: it does not open as this safe setting's DuckDB "
-            f"database ({type(exc).__name__}); regenerate it with `safesetting data "
-            "generate --force` or restore it"
-        ) from None
-
-
 class DataUnreadableError(Exception):
-    """The data file could not be opened or read for a query that was paid for."""
+    """The data could not be opened or read for a query that was paid for."""
 
 
-#: What reading a damaged, missing or unreadable file raises. Only these stop fresh queries:
-#: anything else a query can cause (a timeout, memory) must not let one researcher stop the
-#: service for everyone.
-UNREADABLE = (OSError, duckdb.IOException, duckdb.SerializationException)
+# id(control) -> (the control, its session); an entry goes when its control does.
+_sessions: dict[int, tuple[weakref.ref[Control], Session]] = {}
+_sessions_lock = threading.Lock()
+
+
+def engine_session(control: Control) -> Session:
+    """The engine session of this process for ``control``'s home: one per data file,
+    opened on first use and again when the file is replaced (``data generate --force``).
+    The service, the demo's truth and subject access all answer through it."""
+    db = control.home.database
+    info = check_data(db)  # a missing or damaged file is named here
+    with _sessions_lock:
+        for key in [k for k, (ref, _s) in _sessions.items() if ref() is None]:
+            del _sessions[key]
+        held = _sessions.get(id(control))
+        session = held[1] if held is not None and held[0]() is control else None
+        if session is None or session.version != info.version or session.db_mtime != _mtime(db):
+            policy = control.policy
+            rules = Rules(policy.min_cell_count, policy.retention_years, control.today)
+            session = Session(db, rules)
+            _sessions[id(control)] = (weakref.ref(control), session)
+        return session
+
+
+def current_optouts(control: Control) -> Optouts:
+    """The opt-out register as a query would read it now."""
+    with control.reader() as conn:
+        return Optouts.of(optout_upns(conn))
+
+
+def _mtime(path) -> int:  # noqa: ANN001 - a Path
+    return path.stat().st_mtime_ns
 
 
 class _InFlight(Exception):  # noqa: N818 - control flow, never leaves the service
@@ -210,12 +191,9 @@ def parse_epsilon_text(value: object) -> int:
 class QueryService:
     """Answers researchers' queries for one home (local mode and the server share it)."""
 
-    def __init__(self, control: Control, *, shared_sandbox: bool = False) -> None:
-        """``shared_sandbox``: keep one locked in-memory copy of the data for every query
-        (a long-running server); otherwise each query copies only what it reads (the CLI)."""
+    def __init__(self, control: Control) -> None:
         self.control = control
         self.policy = control.policy
-        self.shared_sandbox = shared_sandbox
         self._waiting: Counter[str] = Counter()  # requests waiting on an identical query
         self._waiting_lock = threading.Lock()
 
@@ -224,42 +202,29 @@ class QueryService:
         with self.control.transaction() as conn:
             return self.control.record(conn, action, **fields).seq
 
-    def _authenticate(self, token: str | None, project: str, roles: tuple[str, ...]):
-        try:
-            with self.control.reader() as conn:
-                return authenticate(conn, token, roles=roles)
-        except (AuthenticationError, PermissionDeniedError) as exc:
-            # The project the caller named goes in the request, not on the entry: an
-            # unauthenticated caller must not write to any project's public record.
-            self._audit(
-                "auth.failed",
-                actor="anonymous" if isinstance(exc, AuthenticationError) else "researcher",
-                request={"project": project} if project else None,
-                decision="denied",
-                reasons=[r.code for r in exc.reasons],
-            )
-            raise
+    def login(self, token: str | None, project: str | None = None) -> Caller:
+        """A researcher's token → the ``Caller`` to pass to ``submit`` (the CLI's local
+        mode; the server authenticates its own way). Failures are audited."""
+        return login(self.control, token, RESEARCHERS, project=project)
 
-    def catalogue(self, info: DataInfo) -> Catalogue:
-        return Catalogue(ref_domains=info.ref_domains)
-
-    def min_year(self) -> int:
-        """Records older than the retention period are never used."""
-        return self.control.today().year - self.policy.retention_years
+    def session(self) -> Session:
+        return engine_session(self.control)
 
     # -- the query path --------------------------------------------------------------------
     def submit(
         self,
-        token: str | None,
+        caller: Caller,
         sql: str,
         project_id: str,
         epsilon: object | None = None,
         dry_run: bool = False,
     ) -> QueryResult:
-        """Run one query request end to end; a refusal is a result, not an exception."""
-        researcher = self._authenticate(token, project_id, ("researcher",))
-        actor = f"researcher:{researcher.id}"
-        info = data_info(self.control.home.database)
+        """Run one query request end to end for an authenticated ``caller`` (a researcher);
+        a refusal is a result, not an exception."""
+        caller.require(RESEARCHERS)
+        researcher, actor = caller.researcher, caller.actor
+        session = self.session()
+        info = session.info
         query_id = uuid.uuid4().hex[:20]
         sql_digest = hashlib.sha256(sql.encode()).hexdigest()
         request: dict[str, Any] = {"query_id": query_id, "sql_sha256": sql_digest}
@@ -280,40 +245,42 @@ class QueryService:
         except UsageError as exc:
             raise self._invalid("epsilon_invalid", exc, actor, logged, request, info) from None
         try:
-            parsed = parse_query(sql, self.catalogue(info))
+            prepared = session.prepare(sql)
         except UsageError as exc:
             raise self._invalid("syntax_error", exc, actor, logged, request, info) from None
-        reasons = self._check(researcher, project, project_id, parsed, epsilon_micro)
-        if isinstance(parsed, QueryPlan):
-            request.update(plan_sha256=parsed.digest(), tables=list(parsed.tables))
+        reasons = self._check(researcher, project, project_id, prepared, epsilon_micro)
+        if isinstance(prepared, Prepared):
+            request.update(plan_sha256=prepared.plan.digest(), tables=list(prepared.plan.tables))
         if reasons:
             return self._denied(query_id, actor, logged, request, reasons, info)
-        plan = parsed
-        if not isinstance(plan, QueryPlan):  # a refusal always carries reasons
+        if not isinstance(prepared, Prepared):  # a refusal always carries reasons
             raise SafeSettingError("a refused query reached the release path")
         if dry_run:
-            compiled = self._prepare(plan, epsilon_micro, actor, project_id, request, info)
-            if costly := self._too_costly(plan, compiled, info):
+            estimate = self._estimate(prepared, epsilon_micro, actor, project_id, request, info)
+            if costly := self._too_costly(estimate):
                 return self._denied(query_id, actor, project_id, request, [costly], info)
-            return self._dry_run(
-                query_id, actor, project_id, plan, compiled, epsilon_micro, info, request
-            )
+            return self._dry_run(query_id, actor, project_id, prepared, estimate, info, request)
         with self.control.reader() as conn:
-            cache_key = self._cache_key(conn, plan, epsilon_micro, info, project_id)
+            # The opt-outs are read once, in the same snapshot as the cache key they are in.
+            optouts = Optouts.of(optout_upns(conn))
+            cache_key = self._cache_key(prepared, epsilon_micro, info, project_id, optouts)
             cached = q.cached_result(conn, cache_key)
         if cached is not None:
             return self._cached(
                 query_id, actor, project_id, cached, request, info, cache_key, project
             )
-        # Compiled only now: a cache hit needs no SQL (compiling is ~a third of a hit's cost).
-        compiled = self._prepare(plan, epsilon_micro, actor, project_id, request, info)
-        if costly := self._too_costly(plan, compiled, info):
+        estimate = self._estimate(prepared, epsilon_micro, actor, project_id, request, info)
+        if costly := self._too_costly(estimate):
             return self._denied(query_id, actor, project_id, request, [costly], info)
         self._require_running()
+        try:  # the snapshot is published and opened before anything is charged
+            session.plane()
+        except DataUnavailableError as exc:
+            raise StateError(exc.message) from None
         # ONE transaction: the debit, the query row and the audit entry, before any data is read.
         for _attempt in range(3):
             try:
-                self._accept(query_id, researcher, project_id, plan, epsilon_micro, info,
+                self._accept(query_id, researcher, project_id, prepared, epsilon_micro, info,
                              cache_key, request)  # fmt: skip
                 break
             except _Released as done:  # answered since the cache was read: not charged again
@@ -358,7 +325,7 @@ class QueryService:
         # From here on the ε is spent. Whatever a pupil's record holds must not change what
         # the caller gets: a release, or else one fixed internal error (incidents.log only).
         try:
-            released = self._answer(plan, compiled, epsilon_micro)
+            released = self._answer(session, prepared, epsilon_micro, optouts)
         except Exception as exc:  # noqa: BLE001 - every failure after the debit is one incident
             raise self._fail(query_id, actor, project_id, request, info, exc) from None
         result = QueryResult(
@@ -393,7 +360,7 @@ class QueryService:
         return result
 
     def _accept(
-        self, query_id, researcher, project_id, plan, epsilon_micro, info, cache_key, request
+        self, query_id, researcher, project_id, prepared, epsilon_micro, info, cache_key, request
     ) -> None:
         """Debit, record the query and log ``query.accepted`` in one transaction, unless the
         same question is already in flight (:class:`_InFlight`) or the researcher has too
@@ -423,7 +390,7 @@ class QueryService:
                 researcher=researcher.id,
                 project=project_id,
                 cache_key=cache_key,
-                plan_digest=plan.digest(),
+                plan_digest=prepared.plan.digest(),
                 epsilon_micro=epsilon_micro,
                 data_version=info.version,
             )
@@ -432,7 +399,7 @@ class QueryService:
                 "query.accepted",
                 actor=f"researcher:{researcher.id}",
                 project=project_id,
-                request={**request, "normalised": plan.normalised()},
+                request={**request, "normalised": prepared.plan.normalised()},
                 decision="allowed",
                 epsilon_micro=epsilon_micro,
                 data_version=info.version,
@@ -462,17 +429,16 @@ class QueryService:
                     return
             time.sleep(0.02)
 
-    def _too_costly(self, plan: QueryPlan, compiled: CompiledQuery, info: DataInfo):
+    def _too_costly(self, estimate: Estimate) -> Reason | None:
         """``query_too_costly`` if cells × aggregates × rows is over the policy's limit.
 
         Rows is the public bound on what the query may read, the declared number of pupils
         times the rows one pupil may contribute (never a count taken from the data), so
         whether a query is refused depends on its text and the policy only."""
-        cost = max(plan.n_cells, 1) * len(plan.aggregates) * info.pupils * compiled.bound.rows
         limit = self.policy.limits.max_query_cost
-        if cost <= limit:
+        if estimate.cost <= limit:
             return None
-        return reason("query_too_costly", cost=f"{cost:.3g}", limit=f"{limit:.3g}")
+        return reason("query_too_costly", cost=f"{estimate.cost:.3g}", limit=f"{limit:.3g}")
 
     def _require_running(self) -> None:
         """Fresh queries stop (503) after the data could not be read for a paid-for query,
@@ -485,17 +451,15 @@ class QueryService:
                 "(cached answers and dry runs still work)"
             )
 
-    def _prepare(self, plan, epsilon_micro, actor, project_id, request, info) -> CompiledQuery:
-        """Compile the plan and calibrate every measurement (data-independent): an ε too
-        small to give each measurement a share is unusable input, audited, nothing spent."""
-        compiled = compile_plan(plan, min_year=self.min_year(), salt=plan.digest())
+    def _estimate(self, prepared, epsilon_micro, actor, project_id, request, info) -> Estimate:
+        """Calibrate every measurement (data-independent): an ε too small to give each
+        measurement a share is unusable input, audited, nothing spent."""
         try:
-            expected_errors(plan, compiled, epsilon_micro)
+            return self.session().estimate(prepared, epsilon_micro)
         except UsageError as exc:
             raise self._invalid(
                 "epsilon_too_small", exc, actor, project_id, request, info
             ) from None
-        return compiled
 
     def _invalid(self, code, exc, actor, project_id, request, info) -> UsageError:
         """Audit unusable input as ``query.invalid`` (the SQL's digest, never its text) and
@@ -511,37 +475,19 @@ class QueryService:
         )
         return UsageError(exc.message)
 
-    def _answer(self, plan: QueryPlan, compiled: CompiledQuery, epsilon_micro: int):
-        """Build the sandbox, run the engine's SQL, add the noise: the true rows end here."""
-        with self.control.reader() as conn:
-            optouts = optout_upns(conn)
-        try:  # reading the data file: a failure here stops fresh queries (see _fail)
-            if self.shared_sandbox:
-                box = shared_sandbox(self.control.home.database)
-            else:
-                box = Sandbox(
-                    self.control.home.database,
-                    needed_columns(plan),
-                    optouts,
-                    row_filters=compiled.pushdown,
-                )
-        except UNREADABLE as exc:  # the file, not the query: see _fail
+    def _answer(self, session: Session, prepared: Prepared, epsilon_micro: int, optouts: Optouts):
+        """The session answers: the true rows end inside it."""
+        try:
+            return session.answer(prepared, epsilon_micro, optouts)
+        except DataUnavailableError as exc:  # the data, not the query: see _fail
             raise DataUnreadableError(type(exc).__name__) from exc
-        if self.shared_sandbox:
-            true_rows = box.run(compiled.sql, optout_upns=optouts)
-        else:
-            try:
-                true_rows = box.run(compiled.sql)
-            finally:
-                box.close()
-        return release(plan, compiled, true_rows, epsilon_micro, self.policy.min_cell_count)
 
     def _check(
         self,
         researcher,
         project: Project | None,
         project_id: str,
-        parsed: QueryPlan | Refusal,
+        parsed: Prepared | Refusal,
         epsilon_micro: int,
     ) -> list[Reason]:
         """Every reason to refuse: the query's shape and the policy's decision together."""
@@ -553,12 +499,14 @@ class QueryService:
             return reasons
         with self.control.reader() as conn:
             spent, overall = project_spent(conn, project_id), dataset_spent(conn)
-        plan = parsed if isinstance(parsed, QueryPlan) else None
+        plan = parsed.plan if isinstance(parsed, Prepared) else None
+        # A refusal reports the columns it saw too: the policy's reasons come with the shape's.
+        seen = plan if plan is not None else parsed
         facts = Facts(
             policy=self.policy,
             researcher=researcher.facts(),
             project=project.facts(),
-            columns=column_uses(plan.usage, plan.fine) if plan else (),
+            columns=column_uses(seen.usage, seen.fine),
             epsilon_micro=epsilon_micro,
             project_spent_micro=spent,
             dataset_spent_micro=overall,
@@ -571,19 +519,18 @@ class QueryService:
 
     def _cache_key(
         self,
-        conn: sa.Connection,
-        plan: QueryPlan,
+        prepared: Prepared,
         epsilon_micro: int,
         info: DataInfo,
         project_id: str,
+        optouts: Optouts,
     ) -> str:
-        """Same project, normalised plan, ε, data, opt-outs and policy → the same released
-        answer. Projects share releases only where the policy says so
+        """Same project, plan, ε, data, opt-outs, policy and retention year → the same
+        released answer. Projects share releases only where the policy says so
         (``[releases] share_across_projects``)."""
-        optouts = hashlib.sha256("\n".join(sorted(optout_upns(conn))).encode()).hexdigest()
         scope = "" if self.policy.releases.share_across_projects else project_id
-        parts = [plan.normalised(), str(epsilon_micro), info.version, optouts,
-                 self.control.policy_digest, str(self.min_year()), scope]  # fmt: skip
+        parts = [prepared.plan.normalised(), str(epsilon_micro), info.version, optouts.digest,
+                 self.control.policy_digest, str(prepared.min_year), scope]  # fmt: skip
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     def _denied(
@@ -617,8 +564,8 @@ class QueryService:
             budget_remaining=self._remaining(project) if project is not None else None,
         )
 
-    def _dry_run(self, query_id, actor, project_id, plan, compiled, epsilon_micro, info, request):
-        expected = expected_errors(plan, compiled, epsilon_micro)
+    def _dry_run(self, query_id, actor, project_id, prepared, estimate, info, request):
+        epsilon_micro = estimate.epsilon_micro
         seq = self._audit(
             "query.dry_run",
             actor=actor,
@@ -630,10 +577,10 @@ class QueryService:
         return QueryResult(
             status=DRY_RUN,
             query_id=query_id,
-            columns=plan.labels,
+            columns=prepared.labels,
             project=project_id,
             epsilon=to_float(epsilon_micro),
-            contribution_bound=compiled.bound.rows,
+            contribution_bound=estimate.bound,
             audit_seq=seq,
             budget_remaining=self._remaining(project_id),
             expected=[
@@ -643,7 +590,7 @@ class QueryService:
                     "scale": e.scale,
                     "half_width": e.half_width,
                 }
-                for e in expected
+                for e in estimate.expected
             ],
             notes=[f"would cost ε = {format_epsilon(epsilon_micro)}; nothing was spent"],
             data_version=info.version,
@@ -722,11 +669,10 @@ class QueryService:
             return to_float(max(project.budget_micro - project_spent(conn, project_id), 0))
 
     # -- reading a result again --------------------------------------------------------------
-    def get_result(self, token: str | None, query_id: str) -> QueryResult:
+    def get_result(self, caller: Caller, query_id: str) -> QueryResult:
         """A released result, again, for the researcher who asked it (no new cost);
         auditors and admins may read any."""
-        researcher = self._authenticate(token, "", ("researcher", "auditor", "admin"))
-        member = researcher.id if researcher.role == "researcher" else None
+        member = caller.id if caller.role is Role.RESEARCHER else None
         with self.control.reader() as conn:
             try:
                 row = q.get_query(conn, query_id, member=member)

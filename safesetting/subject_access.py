@@ -1,12 +1,13 @@
 """Subject access: which released answers could have included one pupil's record.
 
 For a parent (through the operator, who verifies who they are), given the pupil's UPN: every
-released query is re-evaluated for that pupil alone. The plan logged with the query (the
-``query.accepted`` audit entry's ``normalised`` text: tables, joins, filters, group keys) is
-rebuilt as a count, validated by the same parser as any researcher query, compiled with the
-retention year the query ran under, and run on a locked in-memory copy holding *only that
-pupil's rows*. The pupil could have been included when the compiled filters keep one of their
-rows in a released group and they had not opted out before the query ran.
+released query is re-evaluated for that pupil alone. The plan document logged with the query
+(the ``query.accepted`` audit entry's ``normalised``: tables, joins, filters, group keys) is
+turned into a count of the same question, rebuilt by the parser (``QueryPlan.from_doc``),
+compiled by the engine session with the retention year the query ran under, and run on the
+data plane reading *only that pupil's rows*. The pupil could have been included when the
+compiled filters keep one of their rows in a released group and they had not opted out
+before the query ran.
 
 Nothing here reads another pupil's record or any released value; the output says only
 whether each query could have used the record. The request is audited as
@@ -20,21 +21,18 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import duckdb
 import sqlalchemy as sa
 
 import audit
 from safesetting.control import Control
-from safesetting.engine.compile import OPTOUT_TABLE, compile_plan
-from safesetting.engine.parse import Catalogue, parse_query
+from safesetting.engine.parse import Catalogue
 from safesetting.engine.plan import QueryPlan
 from safesetting.errors import UsageError
-from safesetting.service import data_info
+from safesetting.service import engine_session
 from safesetting.store import queries as q
 from safesetting.store import tables as t
 from safesetting.store.registry import utc
 from safesetting.validation import check_upn
-from synthetic.schema import TABLES
 
 
 @dataclass(frozen=True)
@@ -77,74 +75,20 @@ class SubjectAccess:
         }
 
 
-def count_sql(normalised: str) -> str:
-    """Rebuild a logged plan as ``SELECT keys, COUNT(*) …``: same tables, joins and filters.
+COUNT_DOC = {"func": "count", "arg": None, "lower": 0.0, "upper": 1.0, "resolution": 1.0,
+             "quantile": None}  # fmt: skip
 
-    >>> doc = '{"from":["census"],"where":"\\\\"census\\\\".\\\\"nc_year\\\\" = 6",'
-    >>> doc += '"keys":["census.region"],"aggs":[],"out":[]}'
-    >>> count_sql(doc)
-    'SELECT "census"."region", COUNT(*) FROM "census" WHERE "census"."nc_year" = 6 GROUP BY 1'
+
+def count_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """A logged plan document as ``SELECT keys, COUNT(*)``: same tables, joins, filters.
+
+    >>> doc = {"v": 2, "from": [{"table": "census"}], "where": None,
+    ...        "keys": ["census.region"], "aggs": [], "out": ["key:0"]}
+    >>> count_doc(dict(doc, aggs=[dict(COUNT_DOC, func="sum")]))["out"]
+    ['key:0', 'agg:0']
     """
-    plan = json.loads(normalised)
-
-    def col(qualified: str) -> str:
-        table, column = qualified.split(".", 1)
-        return f'"{table}"."{column}"'
-
-    base, *joins = plan["from"]
-    keys = [col(k) for k in plan.get("keys", [])]
-    # Only text: parse_query validates it (tables, columns, node types) before it is compiled.
-    sql = f'SELECT {", ".join([*keys, "COUNT(*)"])} FROM "{base}"'  # noqa: S608
-    for name, on, *alias in joins:  # a third item: the node's alias (a table joined again)
-        pairs = [pair.split("=", 1) for pair in on]
-        named = f' AS "{alias[0]}"' if alias else ""
-        sql += f' JOIN "{name}"{named} ON ' + " AND ".join(f"{col(a)} = {col(b)}" for a, b in pairs)
-    if plan.get("where"):
-        sql += f" WHERE {plan['where']}"
-    if keys:
-        sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(keys)))
-    return sql
-
-
-class PupilSandbox:
-    """A locked in-memory DuckDB holding one pupil's rows and the public reference tables."""
-
-    def __init__(self, db_path: str, upn: str) -> None:
-        self.con = duckdb.connect(
-            ":memory:",
-            config={
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-                "allow_community_extensions": False,
-                "python_enable_replacements": False,
-            },
-        )
-        con = self.con
-        con.execute("SET temp_directory = ''")
-        con.execute("ATTACH ? AS src (READ_ONLY)", [db_path])
-        found = con.execute("SELECT pupil_id FROM src.pupils WHERE upn = ?", [upn]).fetchall()
-        self.found = bool(found)
-        pid = found[0][0] if found else -1
-        for name, table in TABLES.items():
-            # Table names come from the schema declaration, never from a request.
-            where = " WHERE pupil_id = ?" if table.private else ""
-            params = [pid] if table.private else []
-            con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM src."{name}"{where}', params)  # noqa: S608
-        con.execute(f"CREATE TABLE {OPTOUT_TABLE} (pupil_id BIGINT)")
-        con.execute("DETACH src")
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-
-    def matches(self, plan: QueryPlan, min_year: int) -> bool:
-        """Whether the compiled filters keep a row of this pupil in a released group."""
-        compiled = compile_plan(plan, min_year=min_year, salt=plan.digest())
-        groups = set(plan.groups())
-        k = compiled.key_count
-        rows = self.con.execute(compiled.sql).fetchall()
-        return any(tuple(r[:k]) in groups and r[k] for r in rows)
-
-    def close(self) -> None:
-        self.con.close()
+    keys = [f"key:{i}" for i in range(len(doc.get("keys", [])))]
+    return {**doc, "aggs": [COUNT_DOC], "out": [*keys, "agg:0"]}
 
 
 def _accepted_plans(conn: sa.Connection) -> tuple[dict[str, str], Counter[str]]:
@@ -166,17 +110,16 @@ def _replan(normalised: str | None, catalogue: Catalogue) -> QueryPlan | None:
     if normalised is None:
         return None
     try:
-        parsed = parse_query(count_sql(normalised), catalogue)
-    except (UsageError, ValueError, KeyError, TypeError, IndexError):
+        return QueryPlan.from_doc(count_doc(json.loads(normalised)), catalogue)
+    except (UsageError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
-    return parsed if isinstance(parsed, QueryPlan) else None
 
 
 def subject_access(control: Control, upn: str) -> SubjectAccess:
     """Which released queries could have included the pupil with ``upn`` (audited)."""
     upn = check_upn(upn)
-    info = data_info(control.home.database)
-    catalogue = Catalogue(ref_domains=info.ref_domains)
+    session = engine_session(control)
+    info = session.info
     retention = control.policy.retention_years
     with control.engine.connect() as conn:
         plans, cached = _accepted_plans(conn)
@@ -188,39 +131,35 @@ def subject_access(control: Control, upn: str) -> SubjectAccess:
         optout_at = utc(
             conn.execute(sa.select(t.optouts.c.added_at).where(t.optouts.c.upn == upn)).scalar()
         )
-    box = PupilSandbox(str(control.home.database), upn)
+    pupil = session.pupil_id(upn)
     results: list[QueryInclusion] = []
-    try:
-        for row in released if box.found else []:
-            created = utc(row.created_at)
-            assert created is not None
-            normalised = plans.get(row.id)
-            parsed = _replan(normalised, catalogue)
-            tables = list(parsed.tables) if parsed is not None else []
-            if parsed is None:
-                included, why = None, "the logged plan could not be re-checked"
-            elif optout_at is not None and optout_at <= created:
-                included, why = False, "opted out before the query ran"
-            elif box.matches(parsed, created.year - retention):
-                included, why = True, "the record meets the filters"
-            else:
-                included, why = False, "the record is outside the filters"
-            results.append(
-                QueryInclusion(
-                    query_id=row.id,
-                    project=row.project_id,
-                    released_on=created.date().isoformat(),
-                    tables=tables,
-                    included=included,
-                    why=why,
-                    data_changed=row.data_version != info.version,
-                    served_from_cache=cached.get(row.id, 0),
-                )
+    for row in released if pupil is not None else []:
+        created = utc(row.created_at)
+        assert created is not None
+        parsed = _replan(plans.get(row.id), session.catalogue)
+        tables = list(parsed.tables) if parsed is not None else []
+        if parsed is None:
+            included, why = None, "the logged plan could not be re-checked"
+        elif optout_at is not None and optout_at <= created:
+            included, why = False, "opted out before the query ran"
+        elif session.includes(session.prepare_plan(parsed, created.year - retention), pupil):
+            included, why = True, "the record meets the filters"
+        else:
+            included, why = False, "the record is outside the filters"
+        results.append(
+            QueryInclusion(
+                query_id=row.id,
+                project=row.project_id,
+                released_on=created.date().isoformat(),
+                tables=tables,
+                included=included,
+                why=why,
+                data_changed=row.data_version != info.version,
+                served_from_cache=cached.get(row.id, 0),
             )
-    finally:
-        box.close()
+        )
     answer = SubjectAccess(
-        found=box.found,
+        found=pupil is not None,
         data_version=info.version,
         opted_out_on=optout_at.date().isoformat() if optout_at else None,
         queries=results,
@@ -229,7 +168,7 @@ def subject_access(control: Control, upn: str) -> SubjectAccess:
         entry = control.record(
             conn,
             "subject.access",
-            decision="answered" if box.found else "not_found",
+            decision="answered" if pupil is not None else "not_found",
             request={"count": len(answer.included), "reason": "subject access request"},
             data_version=info.version,
         )

@@ -15,7 +15,6 @@ what issue #7 asks for: organisations, question kinds, refusals, the public key.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections import Counter
 from typing import Any
@@ -25,10 +24,10 @@ import sqlalchemy as sa
 import audit
 from policies.epsilon import to_float
 from safesetting.control import Control
+from safesetting.engine.plan import DOC_VERSION
 from safesetting.store import ledger, registry
 from safesetting.store import tables as t
 
-_AGG_FUNC = re.compile(r"^([a-z_]+)\(")
 #: Audit actions counted as kinds of query, with the label the public sees.
 QUERY_KINDS = {
     "query.released": "released",
@@ -41,19 +40,21 @@ QUERY_KINDS = {
 
 
 def question_kind(normalised: str) -> tuple[list[str], list[str], list[str]]:
-    """Tables, aggregate kinds and grouping columns of a logged plan's normalised text.
+    """Tables, aggregate kinds and grouping columns of a logged plan document (an entry
+    from an older plan format gives nothing).
 
-    >>> question_kind('{"from":["census",["ks2",[]]],"aggs":["avg(x;0;1;1;None)"],'
-    ...               '"keys":["census.region"]}')
+    >>> question_kind('{"v":2,"from":[{"table":"census"},{"table":"ks2","on":[]}],'
+    ...               '"aggs":[{"func":"avg"}],"keys":["census.region"]}')
     (['census', 'ks2'], ['avg'], ['census.region'])
     """
-    plan = json.loads(normalised)
-    base, *joins = plan["from"]
-    names = {base: base} | {(j[2] if len(j) > 2 else j[0]): j[0] for j in joins}
+    doc = json.loads(normalised)
+    if not isinstance(doc, dict) or doc.get("v") != DOC_VERSION:
+        return [], [], []
+    names = {n.get("as", n["table"]): n["table"] for n in doc["from"]}
     tables = list(dict.fromkeys(names.values()))
-    aggs = [m.group(1) for a in plan.get("aggs", []) if (m := _AGG_FUNC.match(a))]
+    aggs = [str(a["func"]) for a in doc.get("aggs", [])]
     keys = []
-    for key in plan.get("keys", []):  # a key of a table joined again counts as its table's
+    for key in doc.get("keys", []):  # a key of a table joined again counts as its table's
         node, _dot, column = key.partition(".")
         keys.append(f"{names.get(node, node)}.{column}")
     return tables, aggs, keys
@@ -201,3 +202,24 @@ def transparency_summary(control: Control, tally: LogTally | None = None) -> dic
         },
         "policy_sha256": control.policy_digest,
     }
+
+
+def audit_excerpt(control: Control, limit: int = 60) -> list[dict[str, Any]]:
+    """For the demo report: the newest ``limit`` entries, oldest first (no request body
+    beyond the reason codes and ε: the full entries are in the log itself)."""
+    with control.engine.connect() as conn:
+        entries = audit.read_entries(conn, limit=limit, newest_first=True)
+    return [
+        {
+            "seq": e.seq,
+            "time": e.time,
+            "actor": e.actor,
+            "action": e.action,
+            "project": e.project,
+            "decision": e.decision,
+            "reasons": list(dict.fromkeys(e.reasons)),
+            "epsilon": e.epsilon_micro / 1_000_000,
+            "leaf_hash": e.leaf_hash.hex(),
+        }
+        for e in sorted(entries, key=lambda e: e.seq)
+    ]

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import audit
 from policies.epsilon import to_micro
-from safesetting.control import Control
-from safesetting.engine.compile import compile_plan
-from safesetting.engine.noise import expected_errors
-from safesetting.engine.parse import parse_query
-from safesetting.engine.plan import QueryPlan
+from safesetting.engine.session import Prepared, Session
+from safesetting.transparency import audit_excerpt
+
+__all__ = ["accuracy_curves", "audit_excerpt"]
 
 EPSILONS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 ACCURACY_QUERIES = (
@@ -26,44 +24,17 @@ ACCURACY_QUERIES = (
 )
 
 
-def accuracy_curves(epsilons: tuple[float, ...] = EPSILONS) -> dict[str, Any]:
+def accuracy_curves(session: Session, epsilons: tuple[float, ...] = EPSILONS) -> dict[str, Any]:
     """The 95 % error of typical counts at each ε, from OpenDP's accuracy functions via the
-    engine's ``expected_errors`` — the same numbers a dry run reports. No data is read.
-
-    >>> curves = accuracy_curves((0.5, 1.0))
-    >>> [round(h, 1) for h in curves["series"][0]["half_widths"]]
-    [6.4, 3.4]
-    """
+    engine session's ``estimate`` — the same numbers a dry run reports. No data is read."""
     series = []
     for name, sql in ACCURACY_QUERIES:
-        plan = parse_query(sql)
-        assert isinstance(plan, QueryPlan)
-        compiled = compile_plan(plan)
+        prepared = session.prepare(sql)
+        if not isinstance(prepared, Prepared):
+            raise ValueError(f"the demo's accuracy query was refused: {sql}")
         widths = [
-            expected_errors(plan, compiled, to_micro(str(e)))[0].half_width or 0.0 for e in epsilons
+            session.estimate(prepared, to_micro(str(e))).expected[0].half_width or 0.0
+            for e in epsilons
         ]
-        series.append(
-            {"name": name, "sql": sql, "bound": compiled.bound.rows, "half_widths": widths}
-        )
+        series.append({"name": name, "sql": sql, "bound": prepared.bound, "half_widths": widths})
     return {"epsilons": list(epsilons), "series": series}
-
-
-def audit_excerpt(control: Control, limit: int = 60) -> list[dict[str, Any]]:
-    """The newest ``limit`` entries, oldest first, as shown in the report (no request body
-    beyond the reason codes and ε: the full entries are in the log itself)."""
-    with control.engine.connect() as conn:
-        entries = audit.read_entries(conn, limit=limit, newest_first=True)
-    return [
-        {
-            "seq": e.seq,
-            "time": e.time,
-            "actor": e.actor,
-            "action": e.action,
-            "project": e.project,
-            "decision": e.decision,
-            "reasons": list(dict.fromkeys(e.reasons)),
-            "epsilon": e.epsilon_micro / 1_000_000,
-            "leaf_hash": e.leaf_hash.hex(),
-        }
-        for e in sorted(entries, key=lambda e: e.seq)
-    ]

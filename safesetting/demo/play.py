@@ -198,7 +198,8 @@ class Player:
     def _ask(self, step: Step, sql: str) -> QueryResult:
         assert step.who
         assert step.project
-        return self.service.submit(self.tokens[step.who], sql, step.project, step.epsilon)
+        caller = self.service.login(self.tokens[step.who], step.project)
+        return self.service.submit(caller, sql, step.project, step.epsilon)
 
     def _query(self, step: Step) -> Outcome:
         assert step.sql

@@ -18,19 +18,28 @@ and extreme data and requires that it never raises).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlglot import exp
 
 from safesetting.engine.bounds import DEFAULT_MAX_ROWS_PER_PUPIL, Bound, contribution_bound
-from safesetting.engine.parse import conjuncts
-from safesetting.engine.plan import ColumnRef, QueryPlan, TableRef
+from safesetting.engine.plan import Aggregate, ColumnRef, QueryPlan, TableRef
 from synthetic.schema import TABLES, Column
 
-OPTOUT_TABLE = "__optout"  # pupil_ids of opted-out pupils, inside the sandbox only
+OPTOUT_TABLE = "__optout"  # pupil_ids of opted-out pupils: a temporary table of the query
+SUBJECT_TABLE = "__subject"  # subject access: the one pupil whose rows may be read
+ALL_PUPILS = (-(2**63), 2**63 - 1)  # every pupil_id: a truncated query in one pass
 _CASTABLE = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "DOUBLE"}
 
-__all__ = ["OPTOUT_TABLE", "Bound", "CompiledQuery", "compile_plan", "plan_bound"]
+__all__ = [
+    "OPTOUT_TABLE",
+    "ALL_PUPILS",
+    "SUBJECT_TABLE",
+    "Bound",
+    "CompiledQuery",
+    "compile_plan",
+    "plan_bound",
+]
 
 
 @dataclass(frozen=True)
@@ -38,8 +47,8 @@ class CompiledQuery:
     sql: str
     bound: Bound
     key_count: int
-    agg_columns: tuple[tuple[int, str], ...]  # (aggregate index, part: value|count|values)
-    pushdown: dict[str, str] = field(default_factory=dict)  # table -> filter on its own rows
+    agg_columns: tuple[tuple[int, str], ...]  # (aggregate index, one of its measure's parts)
+    sliced: bool = False  # truncated: may run in passes over pupil_id ranges (``pupils``)
 
 
 def plan_bound(plan: QueryPlan, cap: int = DEFAULT_MAX_ROWS_PER_PUPIL) -> Bound:
@@ -61,8 +70,13 @@ def compile_plan(
     min_year: int | None = None,
     salt: str = "",
     cap: int = DEFAULT_MAX_ROWS_PER_PUPIL,
+    subject: bool = False,
+    pupils: tuple[int, int] = ALL_PUPILS,
 ) -> CompiledQuery:
-    """Emit the bounded SQL for ``plan`` (DuckDB dialect)."""
+    """Emit the bounded SQL for ``plan`` (DuckDB dialect). ``subject``: read only the rows
+    of the pupils in ``SUBJECT_TABLE`` (subject access asks whether one pupil's record
+    meets a logged query's filters). ``pupils``: for a truncated plan, the pupil_id range
+    this pass reads (whole pupils, so the passes' parts add up to one pass's)."""
     bound = plan_bound(plan, cap)
     aliases = plan.aliases
     pid = _col(plan.base.alias, "pupil_id")
@@ -81,31 +95,26 @@ def compile_plan(
 
         return e.copy().transform(swap)
 
+    class Context:
+        """What each measure builds its SQL parts with (``measures.SqlContext``)."""
+
+        column = staticmethod(inner)
+
+        @staticmethod
+        def bounded(agg: Aggregate) -> exp.Expression:
+            value = inner(argument(agg.arg, aliases))
+            if not isinstance(agg.arg, exp.Column):  # a bare column is clamped where read
+                value = _clamp(value, agg.lower, agg.upper,
+                               nullable=may_be_null(agg.arg, aliases))  # fmt: skip
+            return value
+
     keys = [inner(_col(k.column.node, k.column.column)) for k in plan.keys]
     outer: list[exp.Expression] = list(keys)
     parts: list[tuple[int, str]] = []
     for i, agg in enumerate(plan.aggregates):
-        if agg.func == "count":
-            arg = inner(agg.arg) if agg.arg is not None else exp.Star()
-            outer.append(exp.Count(this=arg))
-            parts.append((i, "value"))
-            continue
-        if agg.func == "count_distinct":
-            outer.append(exp.Count(this=exp.Distinct(expressions=[inner(agg.arg)])))
-            parts.append((i, "value"))
-            continue
-        value = inner(argument(agg.arg, aliases))
-        if not isinstance(agg.arg, exp.Column):  # a bare column is clamped where it is read
-            value = _clamp(value, agg.lower, agg.upper, nullable=may_be_null(agg.arg, aliases))
-        if agg.func in ("sum", "avg"):
-            outer.append(exp.Sum(this=_units(value, agg.resolution)))
-            parts.append((i, "value"))
-            if agg.func == "avg":
-                outer.append(exp.Count(this=value.copy()))
-                parts.append((i, "count"))
-        else:  # quantile: the clamped values themselves, scored by OpenDP outside SQL
-            outer.append(exp.func("list", value))
-            parts.append((i, "values"))
+        measure = agg.measure
+        outer += measure.sql_parts(agg, Context)
+        parts += [(i, part) for part in measure.parts]
 
     conditions: list[exp.Expression] = []
     if plan.where is not None:
@@ -113,10 +122,13 @@ def compile_plan(
 
     select_inner: list[exp.Expression] = [exp.alias_(pid.copy(), "__pid", quoted=True)]
     select_inner += [exp.alias_(col, name, quoted=True) for name, col in inner_cols.items()]
-    query = exp.select(*select_inner).from_(_node(plan.base, min_year))
+    pass_range = pupils if bound.truncate else None
+    query = exp.select(*select_inner).from_(_node(plan.base, min_year, subject, pass_range))
     for join in plan.joins:
-        on = exp.and_(*[exp.EQ(this=_q(a), expression=_q(b)) for a, b in join.on])
-        query = query.join(_node(join.table, min_year), on=on, join_type="inner")
+        pairs = sorted(join.on, key=lambda p: (p[0].in_node, p[1].in_node))  # one spelling
+        on = exp.and_(*[exp.EQ(this=_q(a), expression=_q(b)) for a, b in pairs])
+        node = _node(join.table, min_year, subject, pass_range)
+        query = query.join(node, on=on, join_type="inner")
     if conditions:
         query = query.where(exp.and_(*conditions))
     if bound.truncate:
@@ -148,7 +160,7 @@ def compile_plan(
     if keys:
         final = final.group_by(*[k.copy() for k in keys])
     return CompiledQuery(
-        final.sql(dialect="duckdb"), bound, len(keys), tuple(parts), _pushdown(plan, min_year)
+        final.sql(dialect="duckdb"), bound, len(keys), tuple(parts), sliced=bound.truncate
     )
 
 
@@ -212,37 +224,12 @@ def argument(arg: exp.Expression, aliases: dict[str, str]) -> exp.Expression:
     return rebuilt
 
 
-def _pushdown(plan: QueryPlan, min_year: int | None) -> dict[str, str]:
-    """Filters that read one table only, so the sandbox copies only rows that can matter.
-
-    The compiled SQL applies the same filters again: pushing them down changes the cost,
-    never the answer. A table that appears more than once (joined to itself) is copied
-    whole: each copy has filters of its own.
-    """
-    counts: dict[str, int] = {}
-    for node in plan.nodes:
-        counts[node.name] = counts.get(node.name, 0) + 1
-    single = {n.alias for n in plan.nodes if counts[n.name] == 1}
-    aliases = plan.aliases
-    per_table: dict[str, list[exp.Expression]] = {}
-    if plan.where is not None:
-        for cond in conjuncts(plan.where):
-            nodes = {c.table for c in cond.find_all(exp.Column)}
-            if len(nodes) == 1 and (node := nodes.pop()) in single:
-                per_table.setdefault(aliases[node], []).append(typed_filter(cond, aliases))
-    for node in plan.nodes:
-        table = TABLES[node.name]
-        if (
-            min_year is not None
-            and node.alias in single
-            and table.private
-            and "academic_year" in table.column_names
-        ):
-            per_table.setdefault(node.name, []).append(_retention(node.alias, min_year))
-    return {t: exp.and_(*conds).sql(dialect="duckdb") for t, conds in per_table.items()}
-
-
-def _node(node: TableRef, min_year: int | None) -> exp.Expression:
+def _node(
+    node: TableRef,
+    min_year: int | None,
+    subject: bool = False,
+    pupils: tuple[int, int] | None = None,
+) -> exp.Expression:
     """One node of the join tree. A pupil table is read through its own opt-out anti-join
     and retention filter *before* it is joined: an opted-out pupil's rows never enter the
     join (not even to cost time), and every pupil node is filtered, not only the base."""
@@ -257,6 +244,21 @@ def _node(node: TableRef, min_year: int | None) -> exp.Expression:
             )
         )
     ]
+    if pupils is not None:  # a pass over a range of pupils: all of a pupil's rows, or none
+        keep.append(
+            exp.Between(
+                this=exp.column("pupil_id", quoted=True),
+                low=_as(exp.Literal.number(pupils[0]), "BIGINT"),
+                high=_as(exp.Literal.number(pupils[1]), "BIGINT"),
+            )
+        )
+    if subject:
+        keep.append(
+            exp.In(
+                this=exp.column("pupil_id", quoted=True),
+                query=exp.Subquery(this=exp.select("pupil_id").from_(SUBJECT_TABLE)),
+            )
+        )
     if min_year is not None and "academic_year" in table.column_names:
         keep.append(
             exp.GTE(
@@ -273,10 +275,6 @@ def may_be_null(arg: exp.Expression, aliases: dict[str, str]) -> bool:
     if any(c.args.get("default") is None for c in arg.find_all(exp.Case)):
         return True
     return any(declared(c, aliases).nullable for c in arg.find_all(exp.Column))
-
-
-def _retention(node: str, min_year: int) -> exp.Expression:
-    return exp.GTE(this=_col(node, "academic_year"), expression=_as(_lit(min_year), "SMALLINT"))
 
 
 def _col(node: str, column: str) -> exp.Column:
@@ -306,13 +304,6 @@ def _clamp(arg: exp.Expression, lower: float, upper: float, *, nullable: bool) -
         ifs=[exp.If(this=exp.Is(this=arg.copy(), expression=exp.Null()), true=exp.Null())],
         default=clamped,
     )
-
-
-def _units(value: exp.Expression, resolution: float) -> exp.Expression:
-    scaled = value
-    if resolution != 1.0:  # hundredths: times 100, so no division anywhere
-        scaled = exp.Mul(this=value, expression=exp.Literal.number(round(1 / resolution)))
-    return exp.Cast(this=exp.func("round", scaled), to=exp.DataType.build("BIGINT"))
 
 
 def _lit(v: float) -> exp.Expression:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from sqlglot import exp
 
 from safesetting.engine.bounds import MAX_VALUE, Interval
+from safesetting.engine.measures import Count, CountDistinct, Mean, Quantile, Sum
 from safesetting.engine.plan import AGGREGATE, COUNT_DISTINCT, Aggregate, ColumnRef
 from safesetting.engine.types import INTEGER_RANGES, LiteralError, literal_value
 
@@ -42,28 +43,32 @@ def aggregate(p: _Parser, node: exp.Expression, alias: str | None, n: int) -> Ag
     if isinstance(node, exp.Count):
         inner = node.this
         if isinstance(inner, exp.Star):
-            return Aggregate("count", label)
+            return Aggregate(Count.name, label)
         if isinstance(inner, exp.Distinct):
             cols = inner.expressions
             if len(cols) == 1 and isinstance(cols[0], exp.Column):
                 ref = p.column(cols[0])
+                # Only the privacy unit: the sensitivity of a distinct count is calibrated
+                # for counting pupils (a shape rule; whether the column may be used at all
+                # is decide()'s).
                 if ref is not None and ref.column == "pupil_id":
-                    p.use(ref, COUNT_DISTINCT)
-                    return Aggregate("count_distinct", label, arg=_qualified(ref))
-            p.refuse("unsupported_aggregate", "COUNT(DISTINCT ...) works on pupil_id only")
+                    p.use(ref, COUNT_DISTINCT, cols[0], coarse=False)
+                    return Aggregate(CountDistinct.name, label, arg=_qualified(ref))
+            p.refuse("unsupported_aggregate.count_distinct")
             raise Refused
         if isinstance(inner, exp.Column):
             ref = p.column(inner)
-            if ref is None or not p.check_identifier(ref, AGGREGATE):
+            if ref is None:
                 raise Refused
-            p.use(ref, AGGREGATE)
-            return Aggregate("count", label, arg=_qualified(ref))
-        p.refuse("unsupported_aggregate", f"cannot count {inner.sql()}")
+            p.use(ref, AGGREGATE, inner, coarse=False)
+            return Aggregate(Count.name, label, arg=_qualified(ref))
+        p.refuse("unsupported_aggregate.count", sql=inner.sql())
         raise Refused
     if isinstance(node, exp.Sum | exp.Avg | exp.Median | exp.PercentileCont):
-        func = {exp.Sum: "sum", exp.Avg: "avg"}.get(type(node), "quantile")
+        # SQL's aggregate → the measure that owns it (measures.py)
+        func = {exp.Sum: Sum.name, exp.Avg: Mean.name}.get(type(node), Quantile.name)
         if isinstance(node.this, exp.Distinct):
-            p.refuse("unsupported_aggregate", "DISTINCT inside an aggregate is not supported")
+            p.refuse("unsupported_aggregate.distinct")
             raise Refused
         arg, span = bounded(p, node.this)
         q = None
@@ -72,26 +77,20 @@ def aggregate(p: _Parser, node: exp.Expression, alias: str | None, n: int) -> Ag
         elif isinstance(node, exp.PercentileCont):
             q = number(p, node.expression)
             if not 0.0 < q < 1.0:
-                p.refuse("unsupported_aggregate", "a quantile must be between 0 and 1")
+                p.refuse("unsupported_aggregate.quantile")
                 raise Refused
         resolution = 1.0 if span.integral else FLOAT_RESOLUTION
         if span.magnitude / resolution > MAX_UNITS:
-            p.refuse("unbounded_argument", f"{node.sql()} can range too widely for a useful answer")
+            p.refuse("unbounded_argument.units", sql=node.sql())
             raise Refused
         return Aggregate(func, label, arg, float(span.lo), float(span.hi), resolution, q)
     if isinstance(node, exp.AggFunc):
-        p.refuse(
-            "unsupported_aggregate",
-            f"{node.key.upper()} is not supported; use COUNT, SUM, AVG, MEDIAN or QUANTILE_CONT",
-        )
+        p.refuse("unsupported_aggregate.other", name=node.key.upper())
         raise Refused
     if any(isinstance(x, exp.AggFunc) for x in node.walk()):
-        p.refuse(
-            "unsupported_expression",
-            "arithmetic on aggregates is not supported; compute it from the released table",
-        )
+        p.refuse("unsupported_expression.aggregate_arithmetic")
     else:
-        p.refuse("bare_column", f"{node.sql()} is not an aggregate")
+        p.refuse("bare_column.not_aggregate", sql=node.sql())
     raise Refused
 
 
@@ -103,11 +102,11 @@ def number(p: _Parser, node: exp.Expression | None) -> float:
     except LiteralError:
         value = None
     if value is None or isinstance(value, str | bool):
-        p.refuse("unsupported_expression", "expected a number")
+        p.refuse("unsupported_expression.number")
         raise Refused
     v = float(value)  # type: ignore[arg-type]
     if not abs(v) <= MAX_VALUE:  # also catches a literal too large for a float (inf)
-        p.refuse("unbounded_argument", f"numbers beyond ±{MAX_VALUE:g} are not supported")
+        p.refuse("unbounded_argument.number", limit=MAX_VALUE)
         raise Refused
     return v
 
@@ -118,11 +117,7 @@ def bounded(p: _Parser, node: exp.Expression) -> tuple[exp.Expression, Interval]
 
     expr, span = _bounded(p, node)
     if span.magnitude > MAX_VALUE:
-        p.refuse(
-            "unbounded_argument",
-            f"{node.sql()} can reach {span.magnitude:g}; values beyond ±{MAX_VALUE:g} "
-            "are not supported",
-        )
+        p.refuse("unbounded_argument.reach", sql=node.sql(), reach=span.magnitude, limit=MAX_VALUE)
         raise Refused
     return expr, span
 
@@ -135,14 +130,16 @@ def _bounded(p: _Parser, node: exp.Expression) -> tuple[exp.Expression, Interval
         return exp.Paren(this=inner), span
     if isinstance(node, exp.Column):
         ref = p.column(node)
-        if ref is None or not p.check_identifier(ref, AGGREGATE):
+        if ref is None:
             raise Refused
+        p.use(ref, AGGREGATE, node, coarse=False)
         col = p.declared(ref)
         if col.bounds is None:
-            hint = " (use CAST(col AS INTEGER))" if col.dtype == "BOOLEAN" else ""
-            p.refuse("unbounded_argument", f"{ref.qualified} has no declared bounds{hint}")
+            if col.dtype == "BOOLEAN":
+                p.refuse("unbounded_argument.flag", column=ref.qualified)
+            else:
+                p.refuse("unbounded_argument.no_bounds", column=ref.qualified)
             raise Refused
-        p.use(ref, AGGREGATE)
         lo, hi = col.bounds
         return _qualified(ref), Interval(lo, hi, col.dtype in INTEGER_RANGES)
     if isinstance(node, exp.Literal | exp.Neg) and _is_number(node):
@@ -167,7 +164,7 @@ def _bounded(p: _Parser, node: exp.Expression) -> tuple[exp.Expression, Interval
                 k = number(p, right)
                 a, span = bounded(p, left)
                 return exp.Paren(this=exp.Mul(this=a, expression=_number(k))), span.scale(k)
-    p.refuse("unsupported_expression", f"{node.sql()} has no bounds the catalogue can vouch for")
+    p.refuse("unsupported_expression.unbounded", sql=node.sql())
     raise Refused
 
 
@@ -176,19 +173,15 @@ def _cast(p: _Parser, node: exp.Cast) -> tuple[exp.Expression, Interval]:
 
     kind = node.to.this if isinstance(node.to, exp.DataType) else None
     if kind not in INTEGER_CASTS and kind not in REAL_CASTS:
-        p.refuse(
-            "unsupported_expression",
-            f"cannot cast to {node.to.sql()}: cast to INTEGER (or another whole-number type) "
-            "or DOUBLE",
-        )
+        p.refuse("unsupported_expression.cast", type=node.to.sql())
         raise Refused
     inner = node.this
     if isinstance(inner, exp.Column):
         ref = p.column(inner)
-        if ref is None or not p.check_identifier(ref, AGGREGATE):
+        if ref is None:
             raise Refused
         if p.declared(ref).dtype == "BOOLEAN":
-            p.use(ref, AGGREGATE)
+            p.use(ref, AGGREGATE, inner, coarse=False)
             target = "BIGINT" if kind in INTEGER_CASTS else "DOUBLE"
             return _to(_qualified(ref), target), Interval(0, 1, True)
     expr, span = bounded(p, inner)
@@ -199,10 +192,7 @@ def _cast(p: _Parser, node: exp.Cast) -> tuple[exp.Expression, Interval]:
         expr, span = exp.func("round", expr), span.rounded()
     lo, hi = INTEGER_RANGES[name]
     if not span.fits(lo, hi):
-        p.refuse(
-            "type_mismatch",
-            f"{node.sql()}: values up to {span.magnitude:g} do not fit {name}; cast to BIGINT",
-        )
+        p.refuse("type_mismatch.cast", sql=node.sql(), reach=span.magnitude, type=name)
         raise Refused
     return _to(expr, "BIGINT"), span
 
@@ -211,7 +201,7 @@ def _case(p: _Parser, node: exp.Case) -> tuple[exp.Expression, Interval]:
     from safesetting.engine.parse import Refused
 
     if node.this is not None:
-        p.refuse("unsupported_expression", "use CASE WHEN condition THEN value END")
+        p.refuse("unsupported_expression.simple_case")
         raise Refused
     ifs: list[exp.Expression] = []
     span: Interval | None = None
@@ -226,7 +216,7 @@ def _case(p: _Parser, node: exp.Case) -> tuple[exp.Expression, Interval]:
         built_default, s = bounded(p, default)
         span = s if span is None else span.hull(s)
     if span is None:
-        p.refuse("unsupported_expression", "CASE needs a value in some branch")
+        p.refuse("unsupported_expression.empty_case")
         raise Refused
     return exp.Case(ifs=ifs, default=built_default), span
 

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from safesetting.engine.plan import Aggregate, QueryPlan
+from safesetting.engine.mechanisms import round_up
+
+if TYPE_CHECKING:
+    from safesetting.engine.plan import Aggregate, QueryPlan
+
+__all__ = ["Noisy", "Released", "present", "ratio", "round_up", "unit_value"]
 
 
 @dataclass(frozen=True)
@@ -49,50 +55,23 @@ def present(plan: QueryPlan, measured: list[Noisy], min_cell_count: int, bound: 
     """The released table: every group of the public domain, keys then aggregates in SELECT
     order, small noisy counts suppressed.
 
-    The first aggregate with a count (COUNT, COUNT DISTINCT, or an AVG's count) decides
-    suppression; a query without one (a SUM or a quantile alone) is not suppressed.
+    Each aggregate's measure presents its own column; the first with noisy counts (COUNT,
+    COUNT DISTINCT, or an AVG's count) decides suppression, and a query without one (a SUM
+    or a quantile alone) is not suppressed.
     """
     n = len(plan.groups())
-    values: list[list[object]] = []
-    errors: list[list[float | None]] = []
-    rule: list[int] | None = None
-    notes: list[str] = []
-    for m in measured:
-        agg = m.agg
-        if agg.func == "quantile":
-            values.append(list(m.values))
-            errors.append([None] * n)
-            notes.append(
-                f"{agg.label}: chosen by OpenDP's exponential mechanism among {m.candidates} "
-                f"catalogue candidates; 95 % of the time its rank is within about "
-                f"±{m.rank_error} pupils of the true quantile's "
-                "(a rank bound: the value error depends on the data, so none is shown)"
-            )
-        elif agg.func in ("count", "count_distinct"):
-            counts = [max(0, v) for v in m.values]
-            values.append(list(counts))
-            errors.append([m.half] * n)
-            rule = counts if rule is None else rule
-        elif agg.func == "sum":
-            values.append([unit_value(v, agg.resolution) for v in m.values])
-            errors.append([round_up(m.half * agg.resolution)] * n)  # type: ignore[operator]
-        else:  # avg = noisy sum / noisy count
-            pairs = [
-                ratio(s * agg.resolution, m.half * agg.resolution, c, m.count_half, agg)  # type: ignore[operator,arg-type]
-                for s, c in zip(m.values, m.counts, strict=True)  # type: ignore[arg-type]
-            ]
-            values.append([v for v, _e in pairs])
-            errors.append([e for _v, e in pairs])
-            rule = [max(0, c) for c in m.counts] if rule is None else rule  # type: ignore[union-attr]
+    columns = [m.agg.measure.present(m, n) for m in measured]
+    rule = next((c.counts for c in columns if c.counts is not None), None)
+    notes = [c.note for c in columns if c.note]
     rows: list[list[object]] = []
     errs_out: list[list[float | None]] = []
     suppressed = 0
     for i, group in enumerate(plan.groups()):
         small = rule is not None and rule[i] < min_cell_count
         suppressed += small
-        rows.append([group[j] if kind == "key" else None if small else values[j][i]
+        rows.append([group[j] if kind == "key" else None if small else columns[j].values[i]
                      for kind, j in plan.output])  # fmt: skip
-        errs_out.append([None if kind == "key" or small else errors[j][i]
+        errs_out.append([None if kind == "key" or small else columns[j].errors[i]
                          for kind, j in plan.output])  # fmt: skip
     if suppressed:
         notes.append(f"{suppressed} group(s) with a noisy count under {min_cell_count} suppressed")
@@ -130,16 +109,3 @@ def unit_value(units: int, resolution: float) -> float | int:
     if resolution >= 1:
         return int(round(units * resolution))
     return round(units * resolution, max(0, -int(math.floor(math.log10(resolution)))))
-
-
-def round_up(x: float) -> float:
-    """Error bounds round up (to 3 significant figures), never down.
-
-    >>> round_up(18.4213), round_up(0.026101), round_up(0.0)
-    (18.5, 0.0262, 0.0)
-    """
-    if x <= 0:
-        return 0.0
-    digits = 2 - int(math.floor(math.log10(x)))
-    factor = 10**digits
-    return math.ceil(x * factor) / factor

@@ -13,10 +13,17 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from itertools import product
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from safesetting.errors import Reason
+from safesetting.engine.measures import MEASURES, Measure
+from safesetting.errors import Reason, UsageError
+
+if TYPE_CHECKING:
+    from safesetting.engine.parse import Catalogue
+
+DOC_VERSION = 2  # the plan document's format (to_doc / from_doc)
 
 # Usages a column can have in a query; the policy decides which classes allow which.
 GROUP_KEY, AGGREGATE, FILTER, JOIN_KEY, COUNT_DISTINCT = (
@@ -100,9 +107,20 @@ class Aggregate:
     resolution: float = 1.0
     quantile: float | None = None
 
-    def signature(self) -> str:
-        arg = self.arg.sql(dialect="duckdb") if self.arg is not None else "*"
-        return f"{self.func}({arg};{self.lower};{self.upper};{self.resolution};{self.quantile})"
+    @property
+    def measure(self) -> Measure:
+        """The measurement class that owns everything about this kind of aggregate."""
+        return MEASURES[self.func]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "func": self.func,
+            "arg": canonical_sql(self.arg) if self.arg is not None else None,
+            "lower": self.lower,
+            "upper": self.upper,
+            "resolution": self.resolution,
+            "quantile": self.quantile,
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,35 +182,143 @@ class QueryPlan:
         """Every group of the public (cartesian) domain, empty ones included."""
         return list(product(*(k.domain for k in self.keys))) if self.keys else [()]
 
-    def normalised(self) -> str:
-        """A canonical text of the plan: same meaning, same text (the cache key's core).
+    def to_doc(self) -> dict[str, Any]:
+        """The plan as a versioned, JSON-ready document: same meaning, same document.
 
-        ``from`` lists the base table, then ``[table, [a=b, …]]`` per join, with the
-        node's canonical alias as a third item when it is not the table's own name.
+        The cache key, the ``query.accepted`` audit entry, the transparency summary and
+        subject access all use it; nobody parses SQL out of it by hand. ``from`` lists the
+        nodes of the join tree, base first, each with the equalities joining it (``as``
+        names a node that is not the table's own name: a table joined again); ``where`` is
+        the engine's rebuilt filter; labels are left out (presentation, not meaning).
         """
-        doc = {
-            "from": [self.base.name, *[_join_doc(j) for j in self.joins]],
-            "where": self.where.sql(dialect="duckdb") if self.where is not None else None,
+        nodes: list[dict[str, Any]] = [_node_doc(self.base)]
+        for join in self.joins:
+            node = _node_doc(join.table)
+            node["on"] = sorted(f"{a.in_node}={b.in_node}" for a, b in join.on)
+            nodes.append(node)
+        return {
+            "v": DOC_VERSION,
+            "from": nodes,
+            "where": canonical_sql(self.where) if self.where is not None else None,
             "keys": [k.column.in_node for k in self.keys],
-            "aggs": [a.signature() for a in self.aggregates],
-            "out": list(self.output),
+            "aggs": [a.to_doc() for a in self.aggregates],
+            "out": [f"{kind}:{i}" for kind, i in self.output],
         }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def from_doc(doc: dict[str, Any], catalogue: Catalogue | None = None) -> QueryPlan:
+        """The plan a document describes, rebuilt by the parser (which alone derives
+        domains, bounds and column uses) and checked to give the same document back.
+        Raises ``ValueError`` for a document of another version or one that does not
+        describe an accepted plan."""
+        from safesetting.engine.parse import parse_query  # noqa: PLC0415 - parse imports plan
+
+        if not isinstance(doc, dict) or doc.get("v") != DOC_VERSION:
+            raise ValueError(f"not a version {DOC_VERSION} plan document")
+        try:
+            plan = parse_query(doc_sql(doc), catalogue)
+        except UsageError as exc:
+            raise ValueError(f"the plan document is not a query: {exc.message}") from None
+        if not isinstance(plan, QueryPlan):
+            raise ValueError("the plan document describes a refused query")
+        if plan.to_doc() != doc:
+            raise ValueError("the plan document does not describe the plan it rebuilds")
+        return plan
+
+    def normalised(self) -> str:
+        """The document as canonical JSON text (the cache key's core, the audit entry's
+        ``normalised``)."""
+        return json.dumps(self.to_doc(), sort_keys=True, separators=(",", ":"))
 
     def digest(self) -> str:
         return hashlib.sha256(self.normalised().encode()).hexdigest()
 
 
-def _join_doc(join: Join) -> list[object]:
-    on = sorted(f"{a.in_node}={b.in_node}" for a, b in join.on)
-    doc: list[object] = [join.table.name, on]
-    if join.table.alias != join.table.name:
-        doc.append(join.table.alias)
+def canonical_sql(e: exp.Expression) -> str:
+    """An engine-built expression as SQL the parser rebuilds into the same expression:
+    brackets around brackets are one pair, and ``CAST(ROUND(x) AS BIGINT)`` (how the parser
+    rebuilds a cast of a real value to an integer) is written as the researcher could
+    write it, ``CAST(x AS BIGINT)``.
+
+    >>> from sqlglot import parse_one
+    >>> canonical_sql(parse_one("-((x * 3))"))
+    '-(x * 3)'
+    >>> canonical_sql(parse_one("CAST(ROUND(0.5) AS BIGINT)"))
+    'CAST(0.5 AS BIGINT)'
+    """
+
+    def simplify(node: exp.Expression) -> exp.Expression:
+        while isinstance(node, exp.Paren) and isinstance(node.this, exp.Paren):
+            node = node.this
+        if (
+            isinstance(node, exp.Cast)
+            and isinstance(node.this, exp.Round)
+            and node.this.args.get("decimals") is None
+            and node.to.is_type(exp.DataType.Type.BIGINT)
+        ):
+            node = exp.Cast(this=node.this.this, to=node.to)
+        return node
+
+    # ``transform`` does not look inside a node it replaced: repeat until nothing changes.
+    text, previous = e.sql(dialect="duckdb"), None
+    while text != previous:
+        e, previous = e.transform(simplify), text
+        text = e.sql(dialect="duckdb")
+    return text
+
+
+def _node_doc(node: TableRef) -> dict[str, Any]:
+    doc: dict[str, Any] = {"table": node.name}
+    if node.alias != node.name:
+        doc["as"] = node.alias
     return doc
+
+
+def _quoted(in_node: str) -> str:
+    node, column = in_node.split(".", 1)
+    return f'"{node}"."{column}"'
+
+
+def doc_sql(doc: dict[str, Any]) -> str:
+    """SQL for a plan document, for the parser to validate like any researcher's query.
+
+    >>> doc = {"v": 2, "from": [{"table": "census"}], "where": None,
+    ...        "keys": ["census.region"], "aggs": [], "out": ["key:0"]}
+    >>> doc_sql(dict(doc, aggs=[dict(func="count", arg=None)], out=["key:0", "agg:0"]))
+    'SELECT "census"."region", COUNT(*) FROM "census" GROUP BY "census"."region"'
+    """
+    keys = [_quoted(k) for k in doc["keys"]]
+    aggs = [MEASURES[a["func"]].source(a) for a in doc["aggs"]]
+    select = []
+    for item in doc["out"]:
+        kind, _colon, i = str(item).partition(":")
+        select.append(keys[int(i)] if kind == "key" else aggs[int(i)])
+    base, *joins = doc["from"]
+
+    def node(n: dict[str, Any]) -> str:
+        return f'"{n["table"]}"' + (f' AS "{n["as"]}"' if "as" in n else "")
+
+    # Text for the parser, which validates it like any researcher's query.
+    sql = f"SELECT {', '.join(select)} FROM {node(base)}"  # noqa: S608
+    for join in joins:
+        on = " AND ".join(
+            f"{_quoted(a)} = {_quoted(b)}" for a, b in (p.split("=", 1) for p in join["on"])
+        )
+        sql += f" JOIN {node(join)} ON {on}"
+    if doc.get("where"):
+        sql += f" WHERE {doc['where']}"
+    if keys:
+        sql += " GROUP BY " + ", ".join(keys)
+    return sql
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """The parser could build no plan, or the plan breaks a query-shape rule."""
+    """The parser could build no plan, or the plan breaks a query-shape rule.
+
+    ``usage`` and ``fine`` report the columns the parser saw and how, as on a plan, so the
+    policy can classify them too (every reason at once)."""
 
     reasons: tuple[Reason, ...]
+    usage: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)
+    fine: frozenset[str] = frozenset()

@@ -12,6 +12,7 @@ from safesetting.demo.truth import Truth
 from safesetting.report.charts import Series, budget_chart, dot_whisker_chart, line_chart
 from safesetting.report.markup import Markup, explain, join, page, para, table, tag
 from safesetting.report.transparency_page import render_transparency
+from safesetting.service import engine_session
 from safesetting.transparency import transparency_summary
 
 OUTCOME_WORDS = {
@@ -391,7 +392,9 @@ def write_demo_reports(run: DemoRun) -> tuple[Path, Path]:
     summary = transparency_summary(run.control)
     report = run.out / "report.html"
     report.write_text(
-        render_demo_report(run, summary, accuracy_curves(), audit_excerpt(run.control)),
+        render_demo_report(
+            run, summary, accuracy_curves(engine_session(run.control)), audit_excerpt(run.control)
+        ),
         encoding="utf-8",
     )
     public = run.out / "transparency.html"

@@ -241,7 +241,9 @@ def _submit(home: str, db_url: str | None, token: str, project: str, year: int) 
         "SELECT sex, COUNT(*) FROM pupils JOIN ks2 USING (pupil_id)"
         f" WHERE academic_year = {year} GROUP BY sex"
     )
-    result = service.submit(token, sql, project, "0.25")  # an IntegrityError would raise
+    result = service.submit(
+        service.login(token), sql, project, "0.25"
+    )  # an IntegrityError would raise
     return result.status + ":" + ",".join(r.code for r in result.reasons)
 
 

@@ -31,7 +31,7 @@ def _submit(home: str, db_url: str | None, token: str, year: int) -> str:
         "SELECT sex, COUNT(*) FROM pupils JOIN ks2 USING (pupil_id)"
         f" WHERE academic_year = {year} GROUP BY sex"
     )
-    result = service.submit(token, sql, "race", EPSILON)
+    result = service.submit(service.login(token), sql, "race", EPSILON)
     return result.status + ":" + ",".join(r.code for r in result.reasons)
 
 

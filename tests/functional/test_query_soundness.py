@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from safesetting.cli import cli
-from safesetting.engine import execute
+from safesetting.engine.planes.duckdb import DuckDBPlane
 from tests.functional.admin_helpers import FUTURE, entries, run, run_json
 from tests.property.test_neighbours import FLAWED
 
@@ -144,18 +144,21 @@ def test_quasi_identifiers_only_on_their_declared_values(runner, home, token):
     ],
     ids=["conversion", "memory", "timeout", "other"],
 )
-@pytest.mark.parametrize("stage", ["build", "run"])
+@pytest.mark.parametrize("stage", ["run", "noise"])
 def test_a_failure_after_the_debit_is_one_fixed_error_and_an_incident(
     runner, home, token, monkeypatch, failure, stage
 ):
-    """Whatever failed, and wherever (building the sandbox or running in it), the caller
+    """Whatever failed, and wherever (running on the data plane or adding the noise), the caller
     gets the same error: exit 1, an incident id, nothing from the data; the cause goes to
     HOME/incidents.log; the debit stays and the log shows query.failed."""
 
     def explode(*_args, **_kwargs):
         raise failure
 
-    monkeypatch.setattr(execute.Sandbox, "_load" if stage == "build" else "run", explode)
+    if stage == "run":
+        monkeypatch.setattr(DuckDBPlane, "run", explode)
+    else:
+        monkeypatch.setattr("safesetting.engine.session.release", explode)
     result, body = ask(runner, home, token, SAFE, "--epsilon", "0.1")
     assert result.exit_code == 1
     message = body["error"]["message"]
@@ -239,3 +242,22 @@ def test_a_plan_the_log_refuses_is_denied_on_the_record_not_lost(runner, home, t
     new = entries(home)[before:]
     assert [e.action for e in new] == ["query.denied"]
     assert spent(runner, home, token) == 0
+
+
+def test_a_snapshot_that_cannot_be_opened_stops_the_query_before_any_charge(
+    runner, home, token, monkeypatch
+):
+    """The data plane is opened (the snapshot published) before the debit: if the data
+    cannot be read there, the query stops with a state error and nothing is charged."""
+    from safesetting.engine.snapshot import DataUnavailableError
+
+    def unreadable(*_args, **_kwargs):
+        raise DataUnavailableError("the engine could not open the data (IOException)")
+
+    monkeypatch.setattr(DuckDBPlane, "__init__", unreadable)
+    before = len(entries(home))
+    result, _ = ask(runner, home, token, SAFE.replace("2023", "2022"), "--epsilon", "0.1")
+    assert result.exit_code == 2
+    assert "could not open the data (IOException)" in result.stderr
+    assert spent(runner, home, token) == 0
+    assert "query.accepted" not in [e.action for e in entries(home)[before:]]

@@ -21,11 +21,11 @@ import duckdb
 from hypothesis import strategies as st
 
 from safesetting.engine.bounds import contribution_bound
-from safesetting.engine.compile import CompiledQuery, compile_plan, needed_columns
-from safesetting.engine.execute import Sandbox
+from safesetting.engine.compile import CompiledQuery, compile_plan
 from safesetting.engine.noise import gather, sensitivity
 from safesetting.engine.parse import MAX_ROWS_PER_PUPIL_JOINED, Catalogue, parse_query
 from safesetting.engine.plan import QueryPlan
+from safesetting.engine.planes.duckdb import DuckDBPlane
 from safesetting.engine.types import value_range
 from synthetic import codes
 from synthetic.load import create_table_sql
@@ -186,13 +186,22 @@ def catalogue() -> Catalogue:
     return Catalogue(ref_domains={"schools.urn": URNS})
 
 
-def run_engine(path: Path, plan: QueryPlan, compiled: CompiledQuery, optouts: list[str]):
-    """The engine's own compiled SQL in the engine's own sandbox, as the service runs it."""
-    box = Sandbox(path, needed_columns(plan), optouts, row_filters=compiled.pushdown)
+def run_engine(path: Path, plan: QueryPlan, compiled: CompiledQuery, optouts: list[str]):  # noqa: ARG001
+    """The engine's own compiled SQL on the engine's own data plane, as the service runs
+    it, with the opted-out pupils (by UPN) looked up as the session looks them up."""
+    con = duckdb.connect(str(path), read_only=True)
     try:
-        return box.run(compiled.sql)
+        ids = [r[0] for r in con.execute(
+            "SELECT pupil_id FROM pupils WHERE upn IN (SELECT unnest(?::VARCHAR[]))",
+            [list(optouts)],
+        ).fetchall()]  # fmt: skip
     finally:
-        box.close()
+        con.close()
+    plane = DuckDBPlane(path)
+    try:
+        return plane.run(compiled, ids)
+    finally:
+        plane.close()
 
 
 def vectors(path: Path, plan: QueryPlan, compiled: CompiledQuery, optouts: list[str]):

@@ -8,13 +8,14 @@ from __future__ import annotations
 import threading
 import time
 
-import duckdb
 import httpx
 import pytest
 import sqlalchemy as sa
 
 import audit
 from safesetting.control import open_control
+from safesetting.engine.planes.duckdb import DuckDBPlane
+from safesetting.engine.snapshot import DataUnavailableError
 from safesetting.server import create_app
 from safesetting.service import QueryService, halted_by
 from safesetting.store import tables as t
@@ -127,13 +128,13 @@ def test_a_researcher_has_at_most_the_cap_of_queries_running(limited, monkeypatc
     token = setting.tokens["ada"]
     first: list = []
     runner = threading.Thread(
-        target=lambda: first.append(service.submit(token, SQL, "gaps", "0.1"))
+        target=lambda: first.append(service.submit(service.login(token), SQL, "gaps", "0.1"))
     )
     runner.start()
     try:
         assert gate.entered.wait(30)
         other = SQL.replace("2019", "2018")
-        second = service.submit(token, other, "gaps", "0.1")
+        second = service.submit(service.login(token), other, "gaps", "0.1")
     finally:
         gate.release.set()
         runner.join(30)
@@ -142,7 +143,10 @@ def test_a_researcher_has_at_most_the_cap_of_queries_running(limited, monkeypatc
     assert [r.code for r in second.reasons] == ["too_many_queries"]
     assert ledger_total(setting) == 100_000  # the refused one paid nothing
     # Finished, the researcher may ask again.
-    assert service.submit(token, SQL.replace("2019", "2018"), "gaps", "0.1").status == "released"
+    assert (
+        service.submit(service.login(token), SQL.replace("2019", "2018"), "gaps", "0.1").status
+        == "released"
+    )
 
 
 def test_identical_questions_in_flight_together_are_charged_once(limited, monkeypatch):
@@ -152,12 +156,12 @@ def test_identical_questions_in_flight_together_are_charged_once(limited, monkey
     token = setting.tokens["ada"]
     results: dict[str, object] = {}
     first = threading.Thread(
-        target=lambda: results.update(a=service.submit(token, SQL, "gaps", "0.1"))
+        target=lambda: results.update(a=service.submit(service.login(token), SQL, "gaps", "0.1"))
     )
     first.start()
     assert gate.entered.wait(30)
     second = threading.Thread(
-        target=lambda: results.update(b=service.submit(token, SQL, "gaps", "0.1"))
+        target=lambda: results.update(b=service.submit(service.login(token), SQL, "gaps", "0.1"))
     )
     second.start()
     time.sleep(0.5)
@@ -192,24 +196,22 @@ def test_the_cost_is_known_from_the_query_and_the_policy_alone(limited, monkeypa
     population times the rows one pupil may give, never a count from the data."""
     setting = limited(max_query_cost=10**18)
     service = QueryService(open_control(setting.home))
-    from safesetting.engine.compile import compile_plan
-    from safesetting.engine.parse import parse_query
-    from safesetting.service import data_info
-
-    info = data_info(setting.home.database)
-    plan = parse_query(SQL, service.catalogue(info))
-    compiled = compile_plan(plan, min_year=service.min_year(), salt="x")
+    session = service.session()
+    prepared = session.prepare(SQL)
+    plan, info = prepared.plan, session.info
     cells, aggs = plan.n_cells, len(plan.aggregates)
-    expected = cells * aggs * info.pupils * compiled.bound.rows
+    expected = cells * aggs * info.pupils * prepared.compiled.bound.rows
+    estimate = session.estimate(prepared, 500_000)
 
     def limit(cost: int):
         limits = service.policy.limits.model_copy(update={"max_query_cost": cost})
         monkeypatch.setattr(service, "policy", service.policy.model_copy(update={"limits": limits}))
 
+    assert estimate.cost == expected
     limit(expected)
-    assert service._too_costly(plan, compiled, info) is None
+    assert service._too_costly(estimate) is None
     limit(expected - 1)
-    assert service._too_costly(plan, compiled, info).code == "query_too_costly"
+    assert service._too_costly(estimate).code == "query_too_costly"
 
 
 # --- a read failure after the debit ---------------------------------------------------------
@@ -225,11 +227,12 @@ def test_a_read_failure_after_the_debit_stops_fresh_queries_until_resumed(
         assert ask(http, setting).status_code == 200  # released, so cached from now on
 
         def unreadable(*_args, **_kwargs):
-            raise duckdb.IOException("Could not read from file npd.duckdb: Input/output error")
+            # What the plane raises when DuckDB cannot read the snapshot (IOException).
+            raise DataUnavailableError("the engine could not read the data (IOException)")
 
         patch = monkeypatch.context()
         m = patch.__enter__()
-        m.setattr("safesetting.service.shared_sandbox", unreadable)
+        m.setattr(DuckDBPlane, "run", unreadable)
         failed = ask(http, setting, sql=SQL.replace("2019", "2018"))
         assert failed.status_code == 500
         assert "Input/output" not in failed.text
@@ -262,7 +265,7 @@ def test_a_question_answered_since_the_cache_was_read_is_not_charged_again(limit
     setting = limited()
     service = QueryService(open_control(setting.home))
     token = setting.tokens["ada"]
-    first = service.submit(token, SQL, "gaps", "0.1")
+    first = service.submit(service.login(token), SQL, "gaps", "0.1")
     assert first.status == "released"
     real = queries.cached_result
     calls = []
@@ -272,7 +275,7 @@ def test_a_question_answered_since_the_cache_was_read_is_not_charged_again(limit
         return None if len(calls) == 1 else real(conn, key)  # the first read misses it
 
     monkeypatch.setattr(queries, "cached_result", stale_once)
-    again = service.submit(token, SQL, "gaps", "0.1")
+    again = service.submit(service.login(token), SQL, "gaps", "0.1")
     assert len(calls) == 2  # read again under the ledger's lock
     assert again.status == "cached"
     assert again.rows == first.rows
@@ -289,7 +292,7 @@ def test_waiting_on_an_identical_question_counts_against_the_cap(limited, monkey
     results: list = []
 
     def ask_same():
-        results.append(service.submit(token, SQL, "gaps", "0.1"))
+        results.append(service.submit(service.login(token), SQL, "gaps", "0.1"))
 
     threads = [threading.Thread(target=ask_same) for _ in range(3)]
     threads[0].start()

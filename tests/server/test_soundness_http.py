@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from safesetting.engine import execute
+from safesetting.engine.planes.duckdb import DuckDBPlane
 from tests.property.test_neighbours import FLAWED
 from tests.server.test_api_contract import assert_envelope, entries, query
 
@@ -30,7 +30,7 @@ def test_a_failure_after_the_debit_is_a_fixed_500(client, setting, monkeypatch):
     def explode(*_args, **_kwargs):
         raise duckdb.ConversionException("Could not convert string 'ASD' to INT32")
 
-    monkeypatch.setattr(execute.Sandbox, "run", explode)
+    monkeypatch.setattr(DuckDBPlane, "run", explode)
     r = query(client, setting, epsilon=0.1)
     body = assert_envelope(r, 500, "internal")
     assert body["error"]["message"] == (

@@ -1,7 +1,8 @@
 """Plan → bounded SQL → true aggregates, checked against raw DuckDB on the synthetic NPD.
 
-Noise is off this path on purpose: these tests look at the engine's true aggregates, which
-in the product never leave ``release()``.
+The engine session prepares each query and its data plane runs it over the published
+snapshot. Noise is off this path on purpose: these tests look at the engine's true
+aggregates, which in the product never leave ``Session.answer``.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from safesetting.engine.compile import compile_plan, needed_columns
-from safesetting.engine.execute import Sandbox
+from safesetting.engine.compile import compile_plan
 from safesetting.engine.parse import Catalogue, parse_query
-from safesetting.engine.plan import QueryPlan
+from safesetting.engine.planes.duckdb import DuckDBPlane
+from safesetting.engine.session import Optouts, Session
+from synthetic.schema import TABLES
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +30,19 @@ def catalogue(raw):
     return Catalogue(ref_domains={"schools.urn": urns})
 
 
+_sessions: dict[str, Session] = {}
+
+
 def true_rows(db, sql, catalogue, optouts=(), min_year=None):
-    plan = parse_query(sql, catalogue)
-    assert isinstance(plan, QueryPlan), plan
-    compiled = compile_plan(plan, min_year=min_year, salt="spec")
-    box = Sandbox(db, needed_columns(plan), optout_upns=optouts, row_filters=compiled.pushdown)
-    try:
-        return compiled, sorted(box.run(compiled.sql), key=repr)
-    finally:
-        box.close()
+    session = _sessions.get(str(db)) or _sessions.setdefault(str(db), Session(db))
+    prepared = session.prepare(sql)
+    assert not hasattr(prepared, "reasons"), prepared
+    assert set(session.catalogue.ref_domains["schools.urn"]) == set(
+        catalogue.ref_domains["schools.urn"]
+    )
+    prepared = session.prepare_plan(prepared.plan, min_year=min_year)
+    ids = session.optout_ids(Optouts.of(optouts))
+    return prepared.compiled, sorted(session.plane().run(prepared.compiled, ids), key=repr)
 
 
 @pytest.mark.parametrize(
@@ -112,35 +118,57 @@ def test_retention_drops_old_years(npd_small, raw, catalogue):
     assert min(year for year, _ in got) == 2020
 
 
-def test_a_pupil_with_ten_thousand_rows_moves_counts_by_at_most_the_bound(npd_small, catalogue):
-    """Add one new pupil with 10,000 exclusion rows inside the sandbox (where no constraint
-    stops it): truncation keeps the released counts' L1 change within the declared bound."""
+def test_a_pupil_with_ten_thousand_rows_moves_counts_by_at_most_the_bound(
+    npd_small, catalogue, tmp_path
+):
+    """Add one new pupil with 10,000 exclusion rows to a copy of the data without its
+    constraints (nothing stops them there): truncation keeps the released counts' L1 change
+    within the declared bound."""
     sql = "SELECT reason, COUNT(*), SUM(sessions) FROM exclusions GROUP BY reason"
     plan = parse_query(sql, catalogue)
     compiled = compile_plan(plan, salt="attack")
-    box = Sandbox(npd_small, needed_columns(plan))
-    try:
-        before = {r[0]: r[1:] for r in box.run(compiled.sql)}
-        box.con.execute(
-            "INSERT INTO exclusions (pupil_id, academic_year, reason, sessions) "
-            "SELECT 999999999, 2020, 'PD', 90 FROM range(10000)"
-        )
-        after = {r[0]: r[1:] for r in box.run(compiled.sql)}
-    finally:
-        box.close()
+    loose = tmp_path / "loose.duckdb"
+    con = duckdb.connect(str(loose))
+    con.execute(f"ATTACH '{npd_small}' AS src (READ_ONLY)")
+    for name in TABLES:
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM src.{name}")
+    con.close()
+    plane = DuckDBPlane(loose)
+    before = {r[0]: r[1:] for r in plane.run(compiled)}
+    plane.close()
+    con = duckdb.connect(str(loose))
+    con.execute(
+        "INSERT INTO exclusions (pupil_id, academic_year, reason, sessions) "
+        "SELECT 999999999, 2020, 'PD', 90 FROM range(10000)"
+    )
+    con.close()
+    plane = DuckDBPlane(loose)
+    after = {r[0]: r[1:] for r in plane.run(compiled)}
+    plane.close()
     count_change = sum(abs(after[k][0] - before.get(k, (0, 0))[0]) for k in after)
     sum_change = sum(abs(after[k][1] - before.get(k, (0, 0))[1]) for k in after)
     assert count_change == compiled.bound.rows == 20
     assert sum_change <= compiled.bound.rows * 90
 
 
-def test_the_database_refuses_what_would_break_an_untruncated_bound(npd_tiny):
-    con = duckdb.connect(str(npd_tiny))
+def test_data_that_would_break_an_untruncated_bound_is_never_served(npd_tiny, tmp_path):
+    """The data file carries no key indexes (their verification is recorded when it is
+    generated); a second census row for a pupil and year, added by hand afterwards, stops
+    the snapshot's publication, so no query ever reads it."""
+    import shutil
+
+    from safesetting.engine.snapshot import DataUnavailableError
+    from safesetting.errors import StateError
+
+    path = tmp_path / "npd.duckdb"
+    shutil.copy(npd_tiny, path)
+    con = duckdb.connect(str(path))
     pupil, year = con.execute("SELECT pupil_id, academic_year FROM census LIMIT 1").fetchone()
-    with pytest.raises(duckdb.ConstraintException):
-        con.execute(
-            "INSERT INTO census SELECT * REPLACE (academic_year AS academic_year) FROM census "
-            "WHERE pupil_id = ? AND academic_year = ?",
-            [pupil, year],
-        )
+    con.execute(
+        "INSERT INTO census SELECT * FROM census WHERE pupil_id = ? AND academic_year = ?",
+        [pupil, year],
+    )
     con.close()
+    session = Session(path)
+    with pytest.raises((StateError, DataUnavailableError), match="not unique"):
+        session.plane()

@@ -12,7 +12,6 @@ MODULES = [
     "safesetting.report.charts",
     "safesetting.report.transparency_page",
     "safesetting.demo.truth",
-    "safesetting.demo.evidence",
     "safesetting.subject_access",
     "safesetting.transparency",
 ]

@@ -9,7 +9,7 @@ import pytest
 
 MODULES = ["safesetting.engine.parse", "safesetting.engine.compile", "safesetting.engine.noise",
            "safesetting.engine.output", "safesetting.engine.bounds", "safesetting.engine.joins",
-           "safesetting.engine.types", "safesetting.engine.plan",
+           "safesetting.engine.types", "safesetting.engine.plan", "safesetting.engine.mechanisms",
            "safesetting.errors"]  # fmt: skip
 
 

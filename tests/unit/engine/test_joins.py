@@ -63,7 +63,9 @@ def test_accepted_join_shapes(sql, tree):
 
     plan = parse_query(sql)
     assert isinstance(plan, QueryPlan), getattr(plan, "reasons", None)
-    assert json.loads(plan.normalised())["from"][1:] == tree
+    nodes = json.loads(plan.normalised())["from"][1:]
+    assert [[n["table"], n["on"], *([n["as"]] if "as" in n else [])] for n in nodes] == tree
+    assert QueryPlan.from_doc(plan.to_doc()).normalised() == plan.normalised()
 
 
 REFUSED = {

@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from safesetting.engine import mechanisms as mech
 from safesetting.engine import noise
 from safesetting.engine.compile import compile_plan
+from safesetting.engine.measures import TRUE_LIMIT, Quantile
 from safesetting.engine.noise import (
-    _laplace_scale,
     epsilon_share,
     expected_errors,
     mechanism_count,
@@ -63,7 +64,7 @@ def test_error_bound_matches_opendp_accuracy_at_the_bound():
     plan, compiled = prepared("SELECT COUNT(*) FROM exclusions")  # truncated to 20 rows a pupil
     assert compiled.bound.rows == 20
     [exp] = expected_errors(plan, compiled, 1_000_000)
-    assert exp.scale == pytest.approx(_laplace_scale(20, 1.0))
+    assert exp.scale == pytest.approx(mech.laplace_scale(20, 1.0))
     assert 55 < exp.half_width < 65  # ≈ 60 at ε = 1, d_in = 20 (±3 at d_in = 1, x20)
 
 
@@ -132,7 +133,7 @@ def test_release_calibrates_every_measurement_at_its_sensitivity(monkeypatch):
     plan, compiled = prepared(PINNED)
     assert compiled.bound.rows == 6
     laplace_calls, quantile_calls = [], []
-    real_laplace, real_quantile = noise._laplace, noise._quantile_meas
+    real_laplace, real_quantile = mech.laplace, mech.quantile_meas
 
     def laplace(values, d_in, eps):
         laplace_calls.append(d_in)
@@ -142,8 +143,8 @@ def test_release_calibrates_every_measurement_at_its_sensitivity(monkeypatch):
         quantile_calls.append(d_in)
         return real_quantile(cands, q, d_in, eps)
 
-    monkeypatch.setattr(noise, "_laplace", laplace)
-    monkeypatch.setattr(noise, "_quantile_meas", quantile)
+    monkeypatch.setattr(mech, "laplace", laplace)
+    monkeypatch.setattr(mech, "quantile_meas", quantile)
     rows = [("PD", 500, 300, 9000, 9000, 500, [3.0] * 500)]
     noise.release(plan, compiled, rows, 6_000_000, min_cell_count=0)
     assert laplace_calls == [6, 6, 540, 540, 6]
@@ -155,7 +156,7 @@ def test_the_privacy_map_is_checked_for_real_not_by_assert(monkeypatch):
         noise.check_map(1.0000001, 1.0)
     noise.check_map(1.0, 1.0)
     plan, compiled = prepared(SEN)
-    monkeypatch.setattr(noise, "_laplace_scale", lambda d_in, eps: 0.01)  # far too little noise
+    monkeypatch.setattr(mech, "laplace_scale", lambda d_in, eps: 0.01)  # far too little noise
     with pytest.raises(noise.PrivacyError):
         noise.release(plan, compiled, [("N", 5)], 1_000_000, min_cell_count=0)
 
@@ -163,7 +164,7 @@ def test_the_privacy_map_is_checked_for_real_not_by_assert(monkeypatch):
 def test_quantile_losses_add_up_across_groups_within_the_share():
     """A pupil whose k_g rows fall in group g (sum of k_g <= bound) loses at most the share:
     the exponential mechanism's privacy map is linear in the symmetric distance."""
-    meas, _scale = noise._quantile_meas(tuple(float(x) for x in range(91)), 0.5, 6, 0.3)
+    meas, _scale = mech.quantile_meas(tuple(float(x) for x in range(91)), 0.5, 6, 0.3)
     share = 0.3
     assert meas.map(6) <= share
     for k in range(1, 7):
@@ -192,7 +193,7 @@ def test_gather_keeps_the_domain_drops_nulls_and_holds_sums_within_int64():
     )
     rows = [("N", 2**80, [1, None, 3]), (None, 7, [5]), ("Z", 9, [6])]
     vectors = noise.gather(plan, compiled, rows)
-    assert vectors[(0, "value")] == [noise.TRUE_LIMIT, 0, 0]
+    assert vectors[(0, "value")] == [TRUE_LIMIT, 0, 0]
     assert vectors[(1, "values")] == [[1.0, 3.0], [], []]
 
 
@@ -210,15 +211,15 @@ def test_the_privacy_check_says_what_failed():
 
 def test_quantile_candidates_are_the_public_grid_and_at_most_201():
     agg = parse_query("SELECT MEDIAN(attainment8) FROM ks4").aggregates[0]
-    cands = noise._candidates(agg)
+    cands = cands_of(agg)
     assert len(cands) == 181
     assert cands[:3] == [0.0, 0.5, 1.0]
     assert cands[-1] == 90.0
     wide = parse_query("SELECT MEDIAN(sessions_possible * 3) FROM absence").aggregates[0]
-    cands = noise._candidates(wide)
+    cands = cands_of(wide)
     assert len(cands) == 201
     assert (cands[0], cands[-1]) == (0.0, 1200.0)
-    assert noise._candidates(parse_query("SELECT MEDIAN(read_score) FROM ks2").aggregates[0]) \
+    assert cands_of(parse_query("SELECT MEDIAN(read_score) FROM ks2").aggregates[0]) \
         == [float(x) for x in range(80, 121)]  # fmt: skip
 
 
@@ -226,13 +227,13 @@ def test_a_quantile_is_calibrated_for_its_own_alpha(monkeypatch):
     """QUANTILE_CONT(x, 0.9) is a 90th percentile, not a median."""
     plan, compiled = prepared("SELECT QUANTILE_CONT(read_score, 0.9) AS q FROM ks2")
     alphas = []
-    real = noise._quantile_meas
+    real = mech.quantile_meas
 
     def spy(cands, q, d_in, eps):
         alphas.append(q)
         return real(cands, q, d_in, eps)
 
-    monkeypatch.setattr(noise, "_quantile_meas", spy)
+    monkeypatch.setattr(mech, "quantile_meas", spy)
     noise.expected_errors(plan, compiled, 1_000_000)
     out = noise.release(plan, compiled, [([float(x) for x in range(80, 121)] * 50,)], 10**9, 0)
     assert alphas == [0.9, 0.9]
@@ -265,20 +266,20 @@ def test_a_dry_run_reports_the_calibration_the_release_will_use(sql, expected):
     for e, agg, (mechanism, d_in, has_half) in zip(got, plan.aggregates, expected, strict=True):
         assert e.mechanism == mechanism
         if mechanism == "discrete Laplace":
-            scale = noise._laplace_scale(d_in, share)
+            scale = mech.laplace_scale(d_in, share)
             assert e.scale == pytest.approx(scale * agg.resolution)
             half = dp_accuracy(scale) * agg.resolution
             assert e.half_width == (pytest.approx(half) if has_half else None)
         else:
-            cands = tuple(noise._candidates(agg))
-            assert e.scale == noise._quantile_meas(cands, agg.quantile, d_in, share)[1]
+            cands = tuple(cands_of(agg))
+            assert e.scale == mech.quantile_meas(cands, agg.quantile, d_in, share)[1]
             assert e.half_width is None
 
 
 def dp_accuracy(scale):
     import opendp.prelude as dp
 
-    return dp.discrete_laplacian_scale_to_accuracy(scale, noise.ALPHA)
+    return dp.discrete_laplacian_scale_to_accuracy(scale, mech.ALPHA)
 
 
 def test_the_privacy_check_message_is_exact():
@@ -289,7 +290,7 @@ def test_the_privacy_check_message_is_exact():
 
 def test_only_quantiles_have_an_alpha():
     with pytest.raises(ValueError, match="^n is not a quantile$"):
-        noise._alpha(parse_query("SELECT COUNT(*) AS n FROM ks2").aggregates[0])
+        Quantile.alpha(parse_query("SELECT COUNT(*) AS n FROM ks2").aggregates[0])
 
 
 def test_a_quantile_before_other_aggregates_keeps_them_all():
@@ -300,8 +301,8 @@ def test_a_quantile_before_other_aggregates_keeps_them_all():
     assert out.bound == compiled.bound.rows == 1
     assert isinstance(out.rows[0][1], int)
     [note] = out.notes
-    cands = len(noise._candidates(plan.aggregates[0]))
-    scale = noise._quantile_meas(tuple(noise._candidates(plan.aggregates[0])), 0.5, 1, 0.5)[1]
+    cands = len(cands_of(plan.aggregates[0]))
+    scale = mech.quantile_meas(tuple(cands_of(plan.aggregates[0])), 0.5, 1, 0.5)[1]
     assert f"among {cands} catalogue candidates" in note
     assert f"within about ±{noise.quantile_rank_error(scale, cands)} pupils" in note
 
@@ -325,3 +326,7 @@ def test_gather_reads_every_row_past_a_dropped_one():
     vectors = noise.gather(plan, compiled, rows)
     assert vectors[(0, "value")] == [0, 3, 0]
     assert vectors[(1, "values")] == [[1.0], [2.0], []]
+
+
+def cands_of(agg):
+    return mech.candidates(agg.lower, agg.upper, agg.resolution)
