@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["synthetic.upn", "synthetic.targets", "synthetic.model", "synthetic.load",
+           "synthetic.keys", "synthetic.integrity",
            "synthetic.catalogue", "synthetic.schema", "safesetting.cli.data"]  # fmt: skip
 
 

@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from synthetic import GENERATOR_VERSION, load, schema
+from synthetic.integrity import key_unique
 from synthetic.load import (
     GenerationError,
     content_digest,
@@ -17,7 +18,7 @@ from synthetic.load import (
 )
 
 
-def test_declared_columns_types_and_keys_exist(npd_small):
+def test_declared_columns_types_and_constraints_exist(npd_small):
     con = duckdb.connect(str(npd_small), read_only=True)
     for table in schema.TABLES.values():
         cols = dict(con.execute(
@@ -27,25 +28,16 @@ def test_declared_columns_types_and_keys_exist(npd_small):
         kinds = {k for (k,) in con.execute(
             "SELECT constraint_type FROM duckdb_constraints() WHERE table_name = ?",
             [table.name]).fetchall()}  # fmt: skip
-        assert "PRIMARY KEY" in kinds
-        if table.unique:
-            assert "UNIQUE" in kinds
+        assert "NOT NULL" in kinds
+        # keys: verified by the loader and recorded on the table, not DuckDB indexes
+        assert "PRIMARY KEY" not in kinds
+        assert "UNIQUE" not in kinds
+    assert load.missing_constraints(con) == []
     con.close()
 
 
+# Rows that break a CHECK or NOT NULL: DuckDB refuses them in any generated file.
 BREAKING_WRITES = [
-    ("INSERT INTO census SELECT * FROM census LIMIT 1", "duplicate (pupil_id, academic_year)"),
-    ("INSERT INTO absence SELECT * FROM absence LIMIT 1", "duplicate absence row"),
-    (
-        "INSERT INTO ks2 SELECT pupil_id, academic_year + 1, read_score, maths_score, gps_score,"
-        " writing_ta, rwm_expected FROM ks2 LIMIT 1",
-        "second KS2 row for a pupil",
-    ),
-    (
-        "INSERT INTO pupils SELECT pupil_id + 10000000, upn, forename, surname, date_of_birth, "
-        "sex, postcode, la_code FROM pupils LIMIT 1",
-        "duplicate UPN",
-    ),
     ("UPDATE census SET sen_provision = 'X' WHERE rowid = 0", "SEN outside its domain"),
     ("UPDATE ks2 SET read_score = 121 WHERE rowid = 0", "score above 120"),
     (
@@ -57,7 +49,30 @@ BREAKING_WRITES = [
         "UPDATE absence SET sessions_authorised = sessions_possible + 1 WHERE rowid = 0",
         "more absence than sessions",
     ),
+    ("UPDATE census SET pupil_id = NULL WHERE rowid = 0", "census row without a pupil"),
 ]
+# Rows that break a key: refused by DuckDB only with key_indexes=True; otherwise the file is
+# never written after generation, and a key broken by hand is found by ``key_unique``.
+BREAKING_KEYS = [
+    ("INSERT INTO census SELECT * FROM census LIMIT 1", "census",
+     ("pupil_id", "academic_year"), "duplicate (pupil_id, academic_year)"),
+    ("INSERT INTO absence SELECT * FROM absence LIMIT 1", "absence",
+     ("pupil_id", "academic_year"), "duplicate absence row"),
+    (
+        "INSERT INTO ks2 SELECT pupil_id, academic_year + 1, read_score, maths_score, gps_score,"
+        " writing_ta, rwm_expected FROM ks2 LIMIT 1",
+        "ks2", ("pupil_id",), "second KS2 row for a pupil",
+    ),
+    (
+        "INSERT INTO pupils SELECT pupil_id + 10000000, upn, forename, surname, date_of_birth, "
+        "sex, postcode, la_code FROM pupils LIMIT 1",
+        "pupils", ("upn",), "duplicate UPN",
+    ),
+    (
+        "INSERT INTO exclusions SELECT * FROM exclusions LIMIT 1", "exclusions",
+        ("pupil_id", "academic_year", "exclusion_seq"), "duplicate exclusion",
+    ),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("sql", "what"), BREAKING_WRITES, ids=[w for _, w in BREAKING_WRITES])
@@ -66,6 +81,35 @@ def test_database_refuses_rows_that_break_the_declared_bounds(npd_tiny, sql, wha
     with pytest.raises(duckdb.ConstraintException):
         con.execute(sql)
     con.close()
+
+
+@pytest.fixture(scope="module")
+def npd_indexed(tmp_path_factory):
+    path = tmp_path_factory.mktemp("indexed") / "npd.duckdb"
+    generate_database(path, 3_000, seed=1, years="2016-2020", key_indexes=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("sql", "table", "key", "what"), BREAKING_KEYS, ids=[w[-1] for w in BREAKING_KEYS]
+)
+def test_a_broken_key_is_found(npd_tiny, npd_indexed, tmp_path, sql, table, key, what):
+    con = duckdb.connect(str(npd_tiny))
+    assert key_unique(con, table, key)
+    con.execute(sql)  # no index: DuckDB takes it
+    assert not key_unique(con, table, key)
+    con.close()
+    copy = tmp_path / "indexed.duckdb"
+    shutil.copy(npd_indexed, copy)
+    con = duckdb.connect(str(copy))
+    assert load.missing_constraints(con) == []
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute(sql)
+    con.close()
+
+
+def test_key_indexes_give_the_same_data(npd_tiny, npd_indexed):
+    assert read_data_version(npd_indexed).digest == read_data_version(npd_tiny).digest
 
 
 def test_foreign_keys_can_be_enforced_by_duckdb_too():
