@@ -53,7 +53,7 @@ _TEMPLATES: Final[dict[str, str]] = {
     "restricted_purpose": "column {column} is restricted and may be used only for an "
     "educational purpose, not '{purpose}'",
     "direct_identifier": "column {column} is a direct identifier and can never be queried "
-    "(pupil_id only as a join key or in COUNT(DISTINCT pupil_id))",
+    "(pupil_id only joins tables or is counted distinct)",
     "quasi_identifier": "column {column} is a quasi-identifier: it may only be grouped by or "
     "filtered on its declared coarse values",
     "unknown_column": "column {column} is not in the catalogue",

@@ -389,7 +389,7 @@ def test_every_reason_names_the_facts_it_is_about():
         ("unknown_table", "table nosuch is not in the catalogue"),
         ("table_not_approved", "table pupils is not approved for project p9"),
         ("direct_identifier", "column pupils.upn is a direct identifier and can never be queried"
-         " (pupil_id only as a join key or in COUNT(DISTINCT pupil_id))"),
+         " (pupil_id only joins tables or is counted distinct)"),
         ("quasi_identifier", "column pupils.sex is a quasi-identifier: it may only be grouped "
          "by or filtered on its declared coarse values"),
         ("restricted_purpose", "column census.nationality is restricted and may be used only "
