@@ -18,6 +18,7 @@ import time
 import uuid
 import weakref
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -148,6 +149,27 @@ class _TooMany(Exception):  # noqa: N818 - control flow, never leaves the servic
         self.reason = refusal
 
 
+@dataclass(frozen=True)
+class _State:
+    """What a request read before it was decided (one read transaction): the project if
+    the caller is a member, the ε it and the dataset have spent, and for a plan the
+    opt-outs, the cache key they are part of and the answer cached under it."""
+
+    project: Project | None
+    spent: int = 0
+    overall: int = 0
+    optouts: Optouts | None = None
+    cache_key: str | None = None
+    cached: dict[str, Any] | None = None
+
+    @property
+    def left(self) -> float | None:
+        """The project's budget left, as read (None for no project of the caller's)."""
+        if self.project is None:
+            return None
+        return to_float(max(self.project.budget_micro - self.spent, 0))
+
+
 IN_FLIGHT_WAIT = 60.0  # seconds to wait for an identical query's answer (they run ≤ 30 s)
 HALTED_FILE = "halted"  # in the home: fresh queries stop while it exists
 
@@ -228,8 +250,24 @@ class QueryService:
         query_id = uuid.uuid4().hex[:20]
         sql_digest = hashlib.sha256(sql.encode()).hexdigest()
         request: dict[str, Any] = {"query_id": query_id, "sql_sha256": sql_digest}
+        problem: tuple[str, UsageError] | None = None
+        epsilon_micro, prepared = 0, None
+        try:
+            epsilon_micro = (
+                parse_epsilon_text(epsilon) if epsilon is not None
+                else self.policy.epsilon.default_per_query
+            )  # fmt: skip
+        except UsageError as exc:
+            problem = ("epsilon_invalid", exc)
+        if problem is None:
+            try:
+                prepared = session.prepare(sql)  # no data read: the plan and its compiled SQL
+            except UsageError as exc:
+                problem = ("syntax_error", exc)
+        # ONE read, one snapshot: membership, what is spent, the opt-outs and the cache.
         with self.control.reader() as conn:
-            project = member_project(conn, project_id, researcher.id)
+            state = self._read(conn, researcher.id, project_id, prepared, epsilon_micro, info)
+        project = state.project
         if project is None:
             # Not the caller's project (or none): the attempt is on the record, in the
             # request, but not on that project's entries, which the public page counts.
@@ -237,41 +275,36 @@ class QueryService:
             logged: str | None = None
         else:
             logged = project_id
-        try:
-            epsilon_micro = (
-                parse_epsilon_text(epsilon) if epsilon is not None
-                else self.policy.epsilon.default_per_query
-            )  # fmt: skip
-        except UsageError as exc:
-            raise self._invalid("epsilon_invalid", exc, actor, logged, request, info) from None
-        try:
-            prepared = session.prepare(sql)
-        except UsageError as exc:
-            raise self._invalid("syntax_error", exc, actor, logged, request, info) from None
-        reasons = self._check(researcher, project, project_id, prepared, epsilon_micro)
+        if problem is not None:
+            raise self._invalid(*problem, actor, logged, request, info) from None
+        if prepared is None:  # pragma: no cover - prepare returned or raised above
+            raise SafeSettingError("no plan and no reason")
+        reasons = self._check(researcher, state, project_id, prepared, epsilon_micro)
         if isinstance(prepared, Prepared):
             request.update(plan_sha256=prepared.plan.digest(), tables=list(prepared.plan.tables))
         if reasons:
-            return self._denied(query_id, actor, logged, request, reasons, info)
-        if not isinstance(prepared, Prepared):  # a refusal always carries reasons
+            return self._denied(query_id, actor, logged, request, reasons, info, state.left)
+        if not isinstance(prepared, Prepared) or project is None:  # refusals carry reasons
             raise SafeSettingError("a refused query reached the release path")
         if dry_run:
             estimate = self._estimate(prepared, epsilon_micro, actor, project_id, request, info)
             if costly := self._too_costly(estimate):
-                return self._denied(query_id, actor, project_id, request, [costly], info)
-            return self._dry_run(query_id, actor, project_id, prepared, estimate, info, request)
-        with self.control.reader() as conn:
-            # The opt-outs are read once, in the same snapshot as the cache key they are in.
-            optouts = Optouts.of(optout_upns(conn))
-            cache_key = self._cache_key(prepared, epsilon_micro, info, project_id, optouts)
-            cached = q.cached_result(conn, cache_key)
-        if cached is not None:
+                return self._denied(
+                    query_id, actor, project_id, request, [costly], info, state.left
+                )
+            return self._dry_run(
+                query_id, actor, project_id, prepared, estimate, info, request, state.left
+            )
+        optouts, cache_key = state.optouts, state.cache_key
+        if optouts is None or cache_key is None:  # pragma: no cover - read for every plan
+            raise SafeSettingError("the opt-outs were not read")
+        if state.cached is not None:
             return self._cached(
-                query_id, actor, project_id, cached, request, info, cache_key, project
+                query_id, actor, project_id, state.cached, request, info, cache_key, project
             )
         estimate = self._estimate(prepared, epsilon_micro, actor, project_id, request, info)
         if costly := self._too_costly(estimate):
-            return self._denied(query_id, actor, project_id, request, [costly], info)
+            return self._denied(query_id, actor, project_id, request, [costly], info, state.left)
         self._require_running()
         try:  # the snapshot is published and opened before anything is charged
             session.plane()
@@ -295,7 +328,15 @@ class QueryService:
                     limit = self.policy.limits.concurrent_queries_per_researcher
                     busy = reason("too_many_queries", researcher=researcher.id,
                                   running=limit, limit=limit)  # fmt: skip
-                    return self._denied(query_id, actor, project_id, request, [busy], info)
+                    return self._denied(
+                        query_id,
+                        actor,
+                        project_id,
+                        request,
+                        [busy],
+                        info,
+                        self._remaining(project_id),
+                    )
                 with self.control.reader() as conn:
                     cached = q.cached_result(conn, cache_key)
                 if cached is not None:
@@ -303,9 +344,25 @@ class QueryService:
                         query_id, actor, project_id, cached, request, info, cache_key, project
                     )
             except _TooMany as busy:
-                return self._denied(query_id, actor, project_id, request, [busy.reason], info)
+                return self._denied(
+                    query_id,
+                    actor,
+                    project_id,
+                    request,
+                    [busy.reason],
+                    info,
+                    self._remaining(project_id),
+                )
             except BudgetExhaustedError as exc:  # lost a race with a concurrent query
-                return self._denied(query_id, actor, project_id, request, list(exc.reasons), info)
+                return self._denied(
+                    query_id,
+                    actor,
+                    project_id,
+                    request,
+                    list(exc.reasons),
+                    info,
+                    self._remaining(project_id),
+                )
             except IntegrityError:
                 # The ledger disagrees with the log's running totals: nothing is charged
                 # until the operator has found why; the refusal is on the record too.
@@ -316,7 +373,15 @@ class QueryService:
             except UsageError:
                 # The log refused the plan's text (a literal shaped like an identifier that
                 # the parser let through): nothing was spent; the attempt is recorded, redacted.
-                return self._denied(query_id, actor, project_id, request, [UNLOGGABLE], info)
+                return self._denied(
+                    query_id,
+                    actor,
+                    project_id,
+                    request,
+                    [UNLOGGABLE],
+                    info,
+                    self._remaining(project_id),
+                )
         else:
             raise RateLimitedError(
                 "the same question is being answered for someone else: ask again shortly",
@@ -355,9 +420,31 @@ class QueryService:
                 result_digest=digest,
                 data_version=info.version,
             )
+            left = max(project.budget_micro - project_spent(conn, project_id), 0)
         result.audit_seq = entry.seq
-        result.budget_remaining = self._remaining(project_id)
+        result.budget_remaining = to_float(left)
         return result
+
+    def _read(
+        self,
+        conn: Any,
+        researcher_id: str,
+        project_id: str,
+        prepared: Prepared | Refusal | None,
+        epsilon_micro: int,
+        info: DataInfo,
+    ) -> _State:
+        """Everything a request reads before it is decided, in one read transaction:
+        membership, the ε spent, and for a plan the opt-outs and, keyed by them, the cache."""
+        project = member_project(conn, project_id, researcher_id)
+        if project is None:
+            return _State(None)
+        spent, overall = project_spent(conn, project_id), dataset_spent(conn)
+        if not isinstance(prepared, Prepared):
+            return _State(project, spent, overall)
+        optouts = Optouts.of(optout_upns(conn))  # read once, with the cache key they are in
+        key = self._cache_key(prepared, epsilon_micro, info, project_id, optouts)
+        return _State(project, spent, overall, optouts, key, q.cached_result(conn, key))
 
     def _accept(
         self, query_id, researcher, project_id, prepared, epsilon_micro, info, cache_key, request
@@ -485,20 +572,19 @@ class QueryService:
     def _check(
         self,
         researcher,
-        project: Project | None,
+        state: _State,
         project_id: str,
         parsed: Prepared | Refusal,
         epsilon_micro: int,
     ) -> list[Reason]:
         """Every reason to refuse: the query's shape and the policy's decision together."""
         reasons: list[Reason] = list(parsed.reasons) if isinstance(parsed, Refusal) else []
+        project = state.project
         if project is None:
             # Someone else's project looks exactly like an unknown one: nothing about it
             # (its tables, its budget, whether it exists) depends on its approval.
             reasons.append(reason("not_a_member", researcher=researcher.id, project=project_id))
             return reasons
-        with self.control.reader() as conn:
-            spent, overall = project_spent(conn, project_id), dataset_spent(conn)
         plan = parsed.plan if isinstance(parsed, Prepared) else None
         # A refusal reports the columns it saw too: the policy's reasons come with the shape's.
         seen = plan if plan is not None else parsed
@@ -508,8 +594,8 @@ class QueryService:
             project=project.facts(),
             columns=column_uses(seen.usage, seen.fine),
             epsilon_micro=epsilon_micro,
-            project_spent_micro=spent,
-            dataset_spent_micro=overall,
+            project_spent_micro=state.spent,
+            dataset_spent_micro=state.overall,
             today=self.control.today(),
             tables=frozenset(plan.tables) if plan else frozenset(),
         )
@@ -541,8 +627,10 @@ class QueryService:
         request: dict[str, Any],
         reasons: list[Reason],
         info: DataInfo,
+        left: float | None,
     ) -> QueryResult:
-        """Audit a refusal (codes only, never the SQL text) and return it as a result.
+        """Audit a refusal (codes only, never the SQL text) and return it as a result, with
+        the budget ``left`` as read before deciding (a refusal spends nothing).
 
         ``project`` is None when the caller is not a member: the entry then names no
         project (the request does) and the result shows no budget."""
@@ -561,10 +649,10 @@ class QueryService:
             reasons=reasons,
             project=project if project is not None else request.get("project"),
             audit_seq=seq,
-            budget_remaining=self._remaining(project) if project is not None else None,
+            budget_remaining=left if project is not None else None,
         )
 
-    def _dry_run(self, query_id, actor, project_id, prepared, estimate, info, request):
+    def _dry_run(self, query_id, actor, project_id, prepared, estimate, info, request, left):
         epsilon_micro = estimate.epsilon_micro
         seq = self._audit(
             "query.dry_run",
@@ -582,7 +670,7 @@ class QueryService:
             epsilon=to_float(epsilon_micro),
             contribution_bound=estimate.bound,
             audit_seq=seq,
-            budget_remaining=self._remaining(project_id),
+            budget_remaining=left,
             expected=[
                 {
                     "label": e.label,
