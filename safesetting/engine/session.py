@@ -44,6 +44,7 @@ from safesetting.engine.snapshot import (
     DataUnavailableError,
     check_snapshot,
     checked,
+    prune,
     publish,
     snapshot_path,
 )
@@ -188,8 +189,11 @@ class Truth:
 
 
 def publish_snapshot(db_path: Path, version: str) -> Path:
-    """Publish (once) the snapshot every query of ``version`` reads (``snapshot.publish``)."""
-    return publish(db_path, version)
+    """Publish (once) the snapshot every query of ``version`` reads (``snapshot.publish``)
+    and remove those of earlier versions of the file (``snapshot.prune``)."""
+    target = publish(db_path, version)
+    prune(db_path, version)
+    return target
 
 
 class Session:

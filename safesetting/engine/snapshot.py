@@ -13,8 +13,9 @@ times slower, for a file that is never written again.
 
 A snapshot is named by its source's data version (``snapshots/<version>.duckdb`` beside
 the data file); it is written under a temporary name, made read-only and renamed into
-place, so a reader never sees half of one. ``data generate`` publishes it; a data file
-from before snapshots is published on first use (under a lock, once).
+place, so a reader never sees half of one. ``data generate`` publishes it and removes the
+snapshots of earlier versions beside it (``prune``); a data file from before snapshots is
+published on first use (under a lock, once).
 """
 
 from __future__ import annotations
@@ -99,6 +100,31 @@ def publish(db_path: Path, version: str) -> Path:
             Path(f"{tmp}.wal").unlink(missing_ok=True)
         _sync_dir(target.parent)
     return target
+
+
+def prune(db_path: Path, version: str) -> list[Path]:
+    """Remove the snapshots beside ``db_path`` of any version but ``version`` (a data file
+    regenerated with ``--force`` leaves its old snapshot behind: 2.4 GB at national scale).
+
+    A process still reading an old snapshot keeps it open until it notices the new data
+    (every request compares the data file's version), and an unlinked file stays readable
+    to whoever holds it open, so nothing in flight fails. Returns what was removed."""
+    current = snapshot_path(db_path, version)
+    folder = current.parent
+    if not folder.is_dir():
+        return []
+    removed = []
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # never while a snapshot is being written
+        for old in sorted(folder.glob("*.duckdb")):
+            if old.name == current.name:
+                continue
+            old.unlink(missing_ok=True)
+            _marker(old).unlink(missing_ok=True)
+            removed.append(old)
+    if removed:
+        _sync_dir(folder)
+    return removed
 
 
 def _write(db_path: Path, tmp: Path) -> None:

@@ -98,6 +98,21 @@ def test_force_replaces(runner, npd_tiny):
     assert read_data_version(npd_tiny).pupils == 300 != before.pupils
 
 
+def test_force_leaves_only_the_new_versions_snapshot(runner, npd_tiny):
+    """The snapshot of the data it replaced is removed (it would keep 2.4 GB per version
+    at national scale); the new one is the only one left, with its checked marker."""
+    folder = npd_tiny.parent / "snapshots"
+    first = json.loads(invoke(runner, npd_tiny.parent, "generate", "--pupils", "300",
+                              "--force", "--json").output)["snapshot"]  # fmt: skip
+    second = json.loads(invoke(runner, npd_tiny.parent, "generate", "--pupils", "400",
+                               "--force", "--json").output)["snapshot"]  # fmt: skip
+    assert first != second
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        Path(second).name,
+        Path(second).name + ".checked",
+    ]
+
+
 def _start_and_signal(home: Path, signum: int) -> int:
     """Start a large generation in a subprocess, signal it mid-way, return its exit code."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -3,6 +3,7 @@ and that it answers as DuckDB over the source file does."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 import stat
 import threading
@@ -143,6 +144,18 @@ def test_only_the_snapshot_is_attached(plane, data):
     assert all(str(data) != p for p in paths)
     assert len(paths) == 1
     assert "snapshots" in paths[0]
+
+
+def test_a_plane_nobody_holds_closes_and_removes_its_spill_folder(snapshot):
+    """An old session's plane (replaced after ``data generate --force``) is not left open."""
+    plane = DuckDBPlane(snapshot)
+    spill, con = plane.spill, plane.con
+    assert spill.is_dir()
+    del plane
+    gc.collect()
+    assert not spill.exists()
+    with pytest.raises(duckdb.ConnectionException):
+        con.execute("SELECT 1")
 
 
 def test_long_queries_are_interrupted(plane):

@@ -22,6 +22,7 @@ import itertools
 import os
 import shutil
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -103,6 +104,10 @@ class DuckDBPlane:
         except BaseException:
             self.con.close()
             raise
+        # A plane nobody holds any more (its session replaced after `data generate
+        # --force`, say) closes its connection and removes its spill folder when collected;
+        # never while a query still holds it.
+        self._release = weakref.finalize(self, _release, self.con, self.spill)
 
     def run(
         self,
@@ -141,8 +146,12 @@ class DuckDBPlane:
             cur.close()
 
     def close(self) -> None:
-        self.con.close()
-        shutil.rmtree(self.spill, ignore_errors=True)
+        self._release()
+
+
+def _release(con: duckdb.DuckDBPyConnection, spill: Path) -> None:
+    con.close()
+    shutil.rmtree(spill, ignore_errors=True)
 
 
 def _remove_stale_spills(folder: Path) -> None:
