@@ -87,6 +87,13 @@ def publish(db_path: Path, version: str) -> Path:
         tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
         try:
             _write(db_path, tmp)
+            if (written := _version_of(tmp)) != version:
+                # The data file was replaced since its version was read (a `data generate
+                # --force` racing a first query): never file new data under an old name.
+                raise DataUnavailableError(
+                    f"{db_path.name} changed while its snapshot was written (version "
+                    f"{written}, not {version}): ask again"
+                )
             tmp.chmod(0o444)
             os.replace(tmp, target)
             _mark_checked(target)
@@ -152,6 +159,12 @@ def _write(db_path: Path, tmp: Path) -> None:
         con.execute("CHECKPOINT")
     finally:
         con.close()
+
+
+def _version_of(path: Path) -> str:
+    from synthetic.load import read_data_version  # noqa: PLC0415 - brings the generator
+
+    return read_data_version(path).id
 
 
 def duplicate_keys(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -205,6 +205,17 @@ def test_duplicate_keys_stop_the_publication(npd_small, tmp_path):
     assert not snapshot_path(path, "v-test").exists()
 
 
+def test_data_replaced_since_its_version_was_read_is_never_published_under_it(npd_small, tmp_path):
+    """A first query that read version A while ``data generate --force`` wrote B must not
+    file B's rows under A's name (A's snapshot was removed by then)."""
+    path = tmp_path / "npd.duckdb"
+    shutil.copy(npd_small, path)
+    with pytest.raises(DataUnavailableError, match="changed while its snapshot was written"):
+        publish(path, "npd-g2-000000000000")
+    assert not snapshot_path(path, "npd-g2-000000000000").exists()
+    assert [p.name for p in (tmp_path / "snapshots").glob("*.duckdb*")] == []
+
+
 def test_an_unwritable_place_is_a_clear_error(npd_small, tmp_path):
     path = tmp_path / "npd.duckdb"
     shutil.copy(npd_small, path)
