@@ -97,6 +97,36 @@ def test_truncation_keeps_each_pupil_within_the_bound(npd_small, raw, catalogue)
     assert got == [(per_pupil,)]
 
 
+def test_only_pupils_over_the_bound_lose_rows_and_they_keep_exactly_the_bound(
+    npd_small, raw, catalogue
+):
+    """Pupils with at most ``bound`` rows keep all of them (the window is skipped for them);
+    each pupil with more keeps exactly ``bound``, so per group the released count is the
+    light pupils' exact count plus between 0 and the heavy pupils' rows there."""
+    sql = "SELECT reason, COUNT(*) FROM exclusions GROUP BY reason"
+    compiled, got = true_rows(npd_small, sql, catalogue)
+    bound = compiled.bound.rows
+    counts = raw.execute(
+        "SELECT reason, SUM(CASE WHEN n <= ? THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN n > ? THEN 1 ELSE 0 END) FROM exclusions JOIN "
+        "(SELECT pupil_id, COUNT(*) n FROM exclusions GROUP BY pupil_id) USING (pupil_id) "
+        "GROUP BY reason",
+        [bound, bound],
+    ).fetchall()
+    heavy_pupils = raw.execute(
+        "SELECT COUNT(*) FROM (SELECT pupil_id FROM exclusions GROUP BY pupil_id "
+        "HAVING COUNT(*) > ?)",
+        [bound],
+    ).fetchone()[0]
+    assert heavy_pupils > 0  # the case is exercised
+    released = dict(got)
+    kept_heavy = 0
+    for reason, light, heavy in counts:
+        assert light <= released[reason] <= light + heavy
+        kept_heavy += released[reason] - light
+    assert kept_heavy == heavy_pupils * bound
+
+
 def test_opted_out_pupils_are_excluded(npd_small, raw, catalogue):
     upns = [
         r[0] for r in raw.execute("SELECT upn FROM pupils ORDER BY pupil_id LIMIT 50").fetchall()
