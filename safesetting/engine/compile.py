@@ -174,6 +174,10 @@ def _truncated(rows: exp.Select, names: list[str], salt: str, limit: int) -> exp
     over = (
         exp.select(pid.copy())
         .from_("__rows")
+        # Never a NULL in the list: ``x NOT IN (…, NULL)`` is NULL for every x, which would
+        # drop every other pupil's rows (pupil_id is NOT NULL in the snapshot, and a pass's
+        # range filter drops NULLs too; this holds without either).
+        .where(exp.not_(exp.Is(this=pid.copy(), expression=exp.Null())))
         .group_by(pid.copy())
         .having(exp.GT(this=exp.Count(this=exp.Star()), expression=_count(limit)))
     )

@@ -7,6 +7,8 @@ aggregates, which in the product never leave ``Session.answer``.
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import pytest
 
@@ -179,6 +181,29 @@ def test_a_pupil_with_ten_thousand_rows_moves_counts_by_at_most_the_bound(
     sum_change = sum(abs(after[k][1] - before.get(k, (0, 0))[1]) for k in after)
     assert count_change == compiled.bound.rows == 20
     assert sum_change <= compiled.bound.rows * 90
+
+
+def test_rows_without_a_pupil_id_never_drop_other_pupils_rows(npd_small, catalogue, tmp_path):
+    """Defence in depth for the truncation's light/heavy split: were rows with a NULL
+    pupil_id ever to reach it (the snapshot declares pupil_id NOT NULL and each pass's range
+    filter drops NULLs, both removed here), ``NOT IN`` a list holding NULL would drop every
+    light pupil's rows. The heavy list never holds NULL, so the answer does not move."""
+    sql = "SELECT reason, COUNT(*) FROM exclusions GROUP BY reason"
+    compiled = compile_plan(parse_query(sql, catalogue), salt="attack")
+    no_range = re.sub(r' AND "pupil_id" BETWEEN CAST\([^)]*\) AND CAST\([^)]*\)', "",
+                      compiled.sql)  # fmt: skip
+    assert no_range != compiled.sql
+    loose = duckdb.connect(str(tmp_path / "loose.duckdb"))
+    loose.execute(f"ATTACH '{npd_small}' AS src (READ_ONLY)")
+    loose.execute("CREATE TABLE exclusions AS SELECT * FROM src.exclusions")
+    loose.execute("CREATE TEMP TABLE __optout AS SELECT 1::BIGINT AS pupil_id WHERE false")
+    before = sorted(loose.execute(no_range).fetchall())
+    loose.execute(
+        "INSERT INTO exclusions (pupil_id, academic_year, reason, sessions) "
+        "SELECT NULL, 2020, 'PD', 4 FROM range(50)"
+    )
+    assert sorted(loose.execute(no_range).fetchall()) == before
+    loose.close()
 
 
 def test_data_that_would_break_an_untruncated_bound_is_never_served(npd_tiny, tmp_path):
