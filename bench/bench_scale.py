@@ -27,11 +27,11 @@ that has been running).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +45,15 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from timing import (  # noqa: E402
+    Failed,
+    median_or_failure,
+    median_process_time,
+    median_time,
+    process_time,
+    user_env,
+)
 
 from safesetting import administration as admin  # noqa: E402
 from safesetting.control import init_home, open_control  # noqa: E402
@@ -145,36 +154,6 @@ def generate(data: Path, pupils: int, years: str, seed: int) -> dict[str, object
     }
     (data / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return record
-
-
-def median_time(fn, runs: int) -> float:  # noqa: ANN001
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-class Failed(Exception):
-    """A query that did not answer: the table shows why instead of a time."""
-
-
-def process_time(argv: list[str], env: dict[str, str] | None = None) -> float:
-    """Wall time of a new process running ``argv`` (start-up included)."""
-    t = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, env=env, text=True)
-    if done.returncode:
-        raise Failed(f"exit {done.returncode}: {(done.stderr.strip() or done.stdout)[-200:]}")
-    return time.perf_counter() - t
-
-
-def median_or_failure(times) -> float | str:  # noqa: ANN001
-    """The median of the times, or why the first that failed did."""
-    try:
-        return statistics.median(list(times))
-    except Failed as exc:
-        return f"failed ({exc})"
 
 
 def bench_home(data: Path) -> tuple[Home, str]:
@@ -306,7 +285,7 @@ def main() -> None:
     pupils, years = version.pupils, f"{version.first_year}-{version.last_year}"
 
     home, token = bench_home(data)
-    env = {**os.environ, "SAFESETTING_TOKEN": token, "PYTHONPATH": str(ROOT)}
+    env = user_env(SAFESETTING_TOKEN=token, PYTHONPATH=str(ROOT))
     env.pop("SAFESETTING_URL", None)
     cli = [sys.executable, "-m", "safesetting", "--home", str(home.root), "query"]
     raw = duckdb.connect(str(snapshot), read_only=True)
@@ -325,9 +304,9 @@ def main() -> None:
             for label, ours, theirs in QUESTIONS:
                 raw.execute(theirs).fetchall()  # the snapshot's pages in the file cache
                 raw_s = median_time(lambda q=theirs: raw.execute(q).fetchall(), args.runs)
-                raw_proc = statistics.median(
-                    process_time([*one_liner, theirs]) for _ in range(args.runs)
-                )
+                raw_proc = median_process_time([*one_liner, theirs], args.runs, user_env())
+                with contextlib.suppress(Failed):  # writes the bytecode cache; not counted
+                    process_time([*cli, ours, "--project", "bench", "--json"], env)
                 cli_s = median_or_failure(
                     process_time(
                         [*cli, ours, "--project", "bench", "--epsilon", epsilon(), "--json"], env
