@@ -4,8 +4,9 @@
 
 Runs each command ``--runs`` times (after one uncounted run) as a user would (the installed
 ``safesetting`` console script, in a fresh process, from an empty folder with no home, with
-the bytecode cache on: ``timing.user_env``) and prints the median wall time: ``python -c pass`` (the floor: the interpreter alone), ``python -c "import duckdb"``
-(the baseline: one heavy import), ``safesetting --help``, ``safesetting query --help`` and a
+the bytecode cache on: ``timing.user_env``) and prints the median wall time:
+``python -c pass`` (the floor: the interpreter alone), ``python -c "import duckdb"`` (the
+baseline: one heavy import), ``safesetting --help``, ``safesetting query --help`` and a
 remote-mode ``safesetting query`` (``SAFESETTING_URL`` set to an unreachable
 ``http://127.0.0.1:9``, so it fails fast with "cannot reach", exit 1). A second, instrumented
 run of each ``safesetting`` command lists the heavy packages it imported.
