@@ -27,7 +27,7 @@ from audit import AuditEntry
 from policies.load import PolicyFileError, load_policy, write_default_policy
 from policies.model import Policy
 from safesetting import auditing
-from safesetting.db import engine_for
+from safesetting.db import dispose_engines, engine_for
 from safesetting.errors import IntegrityError, StateError, UsageError
 from safesetting.home import DB_ROLE_ENV, Home
 from safesetting.store import LATEST, current_version, migrate
@@ -204,6 +204,12 @@ def open_control(home: Home, *, actor: str | None = None) -> Control:
     _ = control.signing_key  # missing or not the log's own: stop here, before any write
     _note_policy(control)
     return control
+
+
+def close_connections(home: Home) -> None:
+    """Close this process's pooled connections to ``home``'s control database (before its
+    files are removed: the demo clears its home on every run)."""
+    dispose_engines(home.db_url)
 
 
 def open_service_control(home: Home, *, role: str | None = None) -> Control:

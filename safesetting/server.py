@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -28,10 +27,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-import audit
-from audit.publish import ProofError, consistency_bundle, inclusion_bundle
-from audit.store import TIME_FORMAT
-from safesetting import __version__, auditing
+from safesetting import __version__
 from safesetting.api.errors import EXCEPTION_HANDLERS, BadRequestError, EnvelopeRoute, refusal
 from safesetting.api.headers import SecurityHeadersMiddleware
 from safesetting.api.lifeline import follow_supervisor
@@ -48,16 +44,11 @@ from safesetting.api.models import (
     QueryResultBody,
 )
 from safesetting.api.ratelimit import FailedLogins, RateLimitMiddleware, Summary, client_of
+from safesetting.audit_log import AuditLog, log_time
 from safesetting.budgets import budget_summary
 from safesetting.caller import AUDITORS, RESEARCHERS, Caller, Role, identify, wrong_role
 from safesetting.control import Control, open_control
-from safesetting.errors import (
-    AuthenticationError,
-    IntegrityError,
-    NotFoundError,
-    PermissionDeniedError,
-    UsageError,
-)
+from safesetting.errors import AuthenticationError, PermissionDeniedError
 from safesetting.home import Home
 from safesetting.report.transparency_page import render_transparency
 from safesetting.results import DENIED
@@ -107,12 +98,13 @@ Token = Annotated[str | None, Depends(token_of)]
 
 
 class SafeSettingApp:
-    """The state one worker serves from: the control plane, the service and the key."""
+    """The state one worker serves from: the control plane, the service and the audit log
+    (signed with the key in force at each request, so a key rotation needs no restart)."""
 
     def __init__(self, control: Control) -> None:
         self.control = control
         self.service = QueryService(control)
-        self.key = control.signing_key
+        self.log = AuditLog.of_control(control)
         self.failed_logins = FailedLogins(control.policy.limits.failed_login_window_seconds)
         self.tally = LogTally()  # the public page reads only what was appended since
         if control.home.database.exists():
@@ -155,7 +147,7 @@ class SafeSettingApp:
         window = self.failed_logins.window
         with self.control.transaction() as conn:
             for s in summaries:
-                start = datetime.fromtimestamp(s.window_start, UTC).strftime(TIME_FORMAT)
+                start = log_time(s.window_start)
                 self.control.record(
                     conn,
                     "auth.failed",
@@ -264,18 +256,15 @@ def get_entries(
 ) -> dict[str, Any]:
     """The newest ``limit`` entries matching the filters, oldest first (auditors, admins)."""
     app.require_role(caller, AUDITORS, request)
-    with app.control.reader() as conn:
-        found = audit.read_entries(
-            conn,
-            since=filters.since,
-            actor=filters.actor,
-            project=filters.project,
-            action=filters.action,
-            limit=filters.limit,
-            newest_first=True,
-        )
-    found.sort(key=lambda e: e.seq)
-    return {"entries": [e.to_json() for e in found]}
+    found = app.log.entries(
+        since=filters.since,
+        actor=filters.actor,
+        project=filters.project,
+        action=filters.action,
+        limit=filters.limit,
+        newest_first=True,
+    )
+    return {"entries": found}
 
 
 @router.get(
@@ -286,16 +275,13 @@ def get_entries(
 )
 def get_checkpoint(app: State) -> PlainTextResponse:
     """Publish it somewhere the operators cannot rewrite; consistency proofs link it on."""
-    note = audit.latest_checkpoint(app.control.engine)
-    if note is None:
-        note = audit.sign_checkpoint(app.control.engine, app.key).note
-    return PlainTextResponse(note)
+    return PlainTextResponse(app.log.published_checkpoint())
 
 
 @router.get("/v1/audit/public-key", tags=["public"], summary="The log's verifier key")
 def get_public_key(app: State) -> PlainTextResponse:
     """The key in force (after ``admin key rotate``, the new one: re-read when it changes)."""
-    return PlainTextResponse(str(app.control.signing_key.verifier) + "\n")
+    return PlainTextResponse(app.log.verifier() + "\n")
 
 
 @router.get("/v1/audit/public-keys", tags=["public"], summary="Every verifier key the log has had")
@@ -303,8 +289,7 @@ def get_public_keys(app: State) -> dict[str, Any]:
     """``{"keys": [...]}``, oldest first: each ``public_key`` with the tree sizes it signs
     (``from_size`` to ``until_size``, ``null`` while in force), and for a key a rotation
     introduced, ``rotation_seq`` and that rotation's ``checkpoint``, signed by both keys."""
-    with app.control.reader() as conn:
-        return auditing.published_keys(conn, app.control.signing_key.verifier)
+    return app.log.published_keys()
 
 
 @router.get("/v1/audit/proof/inclusion", tags=["audit"], summary="Inclusion proof of an entry")
@@ -313,29 +298,15 @@ def get_inclusion(
 ) -> dict[str, Any]:
     """Entry ``seq``, its RFC 9162 inclusion proof and the signed checkpoint. Researchers
     may prove only their own entries (so they can check their queries were logged)."""
-    if caller.role is Role.RESEARCHER:
-        with app.control.reader() as conn:
-            entry = audit.get_entry(conn, params.seq)
-        if entry is None or entry.actor != caller.actor:
-            raise NotFoundError(f"no entry {params.seq} of yours")
-    try:
-        return inclusion_bundle(app.control.engine, app.key, params.seq, params.size)
-    except LookupError as exc:
-        raise NotFoundError(str(exc)) from None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    except ProofError as exc:
-        raise IntegrityError(str(exc)) from None
+    only = caller.actor if caller.role is Role.RESEARCHER else None
+    return app.log.inclusion(params.seq, params.size, only_actor=only)
 
 
 @router.get("/v1/audit/proof/consistency", tags=["public"], summary="Consistency proof")
 def get_consistency(params: Annotated[ConsistencyParams, Query()], app: State) -> dict[str, Any]:
     """Proof that the log at ``old`` entries is a prefix of the log at ``new`` (default:
     the latest). Hashes only, so public."""
-    try:
-        return consistency_bundle(app.control.engine, app.key, params.old, params.new)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    return app.log.consistency(params.old, params.new)
 
 
 @router.get("/v1/transparency", tags=["public"], summary="Public aggregate summary")

@@ -1,5 +1,5 @@
 """What the public may know about the safe setting: a pure data summary (no HTML, no I/O
-beyond reading the control database and the public half of the signing key).
+beyond reading the control database and the public half of the key the control signs with).
 
 Built from the registry, the ledger and the audit log. It names projects, organisations,
 purposes, dates, the kinds of question asked and the privacy loss spent; it never holds a
@@ -180,8 +180,6 @@ def transparency_summary(control: Control, tally: LogTally | None = None) -> dic
     for u in usage.values():
         for kind, n in u.queries.items():
             totals[kind] += n
-    key = control.home.signing_key
-    public_key = str(audit.load_key(key).verifier) if key.exists() else None
     return {
         "generated_at": control.now().isoformat(timespec="seconds"),
         "projects": projects,
@@ -198,7 +196,7 @@ def transparency_summary(control: Control, tally: LogTally | None = None) -> dic
         "audit": {
             "entries": size,
             "checkpoint": _checkpoint(audit.latest_checkpoint(control.engine)),
-            "public_key": public_key,
+            "public_key": str(control.signing_key.verifier),  # the key in force
         },
         "policy_sha256": control.policy_digest,
     }

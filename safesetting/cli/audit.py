@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-import sqlalchemy as sa
 from rich.table import Table
 
-import audit
-from audit.publish import ProofError, consistency_bundle, export_jsonl, inclusion_bundle
-from safesetting import auditing
+from safesetting.audit_log import (
+    AuditLog,
+    epsilon_text,
+    open_checkpoint,
+    proof_errors,
+    verifier_text,
+)
 from safesetting.cli.common import (
     Context,
     console,
@@ -24,23 +27,12 @@ from safesetting.cli.common import (
     print_json,
     token_option,
 )
-from safesetting.db import engine_for
-from safesetting.errors import IntegrityError, NotFoundError, Reason, UsageError
-from safesetting.reconcile import reconcile_ledger
+from safesetting.errors import IntegrityError, UsageError
 
 
-def _engine(ctx: Context) -> sa.Engine:
-    engine = engine_for(ctx.home.require())
-    audit.create_schema(engine)
-    return engine
-
-
-def _key(ctx: Context) -> audit.SigningKey:
-    """The home's key as it is (verification judges it; nothing here creates one)."""
-    try:
-        return audit.load_key(ctx.home.require().signing_key)
-    except audit.KeyFileError as exc:
-        raise IntegrityError(f"cannot use the audit signing key: {exc}") from None
+def _log(ctx: Context) -> AuditLog:
+    """The home's log as it is (no policy, no migrations: verification reads it unchanged)."""
+    return AuditLog.of_home(ctx.home)
 
 
 def _remote(token: str | None = None) -> Any:
@@ -98,17 +90,14 @@ def log_command(
             limit=limit,
         )
     else:
-        with _engine(ctx).connect() as conn:
-            entries = audit.read_entries(
-                conn,
-                since=since.date() if since else None,
-                actor=actor,
-                project=project,
-                action=action,
-                limit=limit,
-                newest_first=limit is not None,
-            )
-        found = [e.to_json() for e in sorted(entries, key=lambda e: e.seq)]
+        found = _log(ctx).entries(
+            since=since.date() if since else None,
+            actor=actor,
+            project=project,
+            action=action,
+            limit=limit,
+            newest_first=limit is not None,
+        )
     if as_json:
         print_json(found)
         return
@@ -130,7 +119,7 @@ def log_command(
             e["action"],
             e.get("project") or "",
             e.get("decision") or "",
-            str(audit.micro_to_epsilon(micro)) if micro else "",
+            epsilon_text(micro) if micro else "",
             ", ".join(e.get("reasons") or []),
         )
     console.print(table)
@@ -161,31 +150,9 @@ def verify_command(
     first disagreement if a ledger debit does not match its query.accepted entry (a debit
     deleted, edited or unaccounted for).
     """
-    engine = _engine(ctx)
-    if public_key is None and ctx.home.signing_key.exists():
-        public_key = str(_key(ctx).verifier)  # without a key, stored checkpoints fail
-    try:
-        result = audit.verify_log(
-            engine,
-            checkpoint_text=checkpoint_file.read_text() if checkpoint_file else None,
-            public_key=public_key,
-        )
-    except audit.CheckpointError as exc:
-        raise UsageError(f"bad public key: {exc}") from exc
-    if not result.ok:
-        first = result.first_bad_seq
-        where = f"; first bad entry: {first}" if first is not None else ""
-        raise IntegrityError(
-            f"audit log verification FAILED{where}",
-            [Reason(p.code, p.message) for p in result.problems],
-        )
-    with engine.connect() as conn:
-        ledger = reconcile_ledger(conn)
-    if not ledger.ok:
-        raise IntegrityError(
-            f"the budget ledger disagrees with the audit log: {ledger.problems[0]}",
-            [Reason("ledger_mismatch", p) for p in ledger.problems[:20]],
-        )
+    result, ledger = _log(ctx).verify(
+        checkpoint_file.read_text() if checkpoint_file else None, public_key
+    )
     if as_json:
         print_json({**result.to_json(), "ledger": ledger.to_json()})
         return
@@ -222,24 +189,18 @@ def checkpoint_command(ctx: Context, show_key: bool, as_json: bool) -> None:
     """
     remote = _remote()
     if remote is not None:
-        verifier = audit.VerifierKey.parse(remote.public_key())
+        verifier = verifier_text(remote.public_key())
         if show_key:
-            click.echo(str(verifier))
+            click.echo(verifier)
             return
-        try:
-            cp = audit.open_checkpoint(remote.checkpoint(), verifier)
-        except audit.CheckpointError as exc:
-            raise IntegrityError(f"the server's checkpoint does not verify: {exc}") from None
+        cp = open_checkpoint(remote.checkpoint(), verifier)
     else:
+        log = _log(ctx)
         if show_key:
-            click.echo(str(_key(ctx).verifier))
+            click.echo(log.verifier())
             return
-        engine = _engine(ctx)
         # Signing needs the key in force (the log's own, after any rotation), not merely a key.
-        with engine.connect() as conn:
-            state = auditing.key_state(conn)
-        key = auditing.home_key(ctx.home.signing_key, *state)
-        cp = audit.sign_checkpoint(engine, key)
+        cp = log.sign_checkpoint()
     if as_json:
         body = {"origin": cp.origin, "tree_size": cp.size, "root_hash": cp.root.hex()}
         print_json({**body, "note": cp.note})
@@ -259,11 +220,7 @@ def keys_command(ctx: Context, as_json: bool) -> None:
     With SAFESETTING_URL set, asks the server (GET /v1/audit/public-keys).
     """
     remote = _remote()
-    if remote is not None:
-        body = remote.public_keys()
-    else:
-        with _engine(ctx).connect() as conn:
-            body = auditing.published_keys(conn, _key(ctx).verifier)
+    body = remote.public_keys() if remote is not None else _log(ctx).published_keys()
     if as_json:
         print_json(body)
         return
@@ -287,17 +244,11 @@ def prove_command(
     Over HTTP a researcher may prove their own entries; auditors and admins any.
     """
     remote = _remote(token)
-    try:
-        if remote is not None:
+    if remote is None:
+        bundle = _log(ctx).inclusion(seq, size)
+    else:
+        with proof_errors():  # the server's answer, read as a local proof's would be
             bundle = remote.inclusion(seq, size)
-        else:
-            bundle = inclusion_bundle(_engine(ctx), _key(ctx), seq, size)
-    except LookupError as exc:
-        raise NotFoundError(str(exc)) from exc
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    except ProofError as exc:
-        raise IntegrityError(str(exc)) from exc
     if as_json:
         print_json(bundle)
         return
@@ -320,13 +271,13 @@ def prove_command(
 def consistency_command(ctx: Context, old: int, new: int | None, as_json: bool) -> None:
     """Proof that the log at size OLD is a prefix of the log at NEW (default: latest)."""
     remote = _remote()
-    try:
-        if remote is not None:
+    if remote is None:
+        bundle = _log(ctx).consistency(old, new)
+    else:
+        try:
             bundle = remote.consistency(old, new)
-        else:
-            bundle = consistency_bundle(_engine(ctx), _key(ctx), old, new)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        except ValueError as exc:  # an answer that is not JSON
+            raise UsageError(str(exc)) from exc
     if not bundle["consistent"]:
         raise IntegrityError(f"the log at {old} is not a prefix of the log at {new}")
     if as_json:
@@ -355,13 +306,9 @@ def consistency_command(ctx: Context, old: int, new: int | None, as_json: bool) 
 def export_command(ctx: Context, fmt: str, out: Path | None) -> None:
     """Export every entry, its leaf hash, the signed checkpoint and the public key as JSON
     lines, so a third party can verify the log offline (see README, "Auditing")."""
-    engine, key = _engine(ctx), _key(ctx)
+    log = _log(ctx)
     if out is None:
-        export_jsonl(engine, key, sys.stdout)
+        log.export(sys.stdout)
         return
-    try:
-        with out.open("w", encoding="utf-8") as fh:
-            cp = export_jsonl(engine, key, fh)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror}") from exc
+    cp = log.export_to(out)
     click.echo(f"wrote {cp.size} entries and checkpoint to {out}", err=True)

@@ -2,14 +2,14 @@
 and collect what the report needs.
 
 Everything goes through the library functions an operator, a researcher and an auditor use
-(``administration``, ``QueryService.submit``, ``subject_access``, ``audit.verify_log``): real
+(``administration``, ``QueryService.submit``, ``subject_access``, ``audit_log.AuditLog``): real
 OpenDP noise, the real ledger, the real audit log. Only :mod:`safesetting.demo.truth` goes
-beyond what the product allows, to show the true values of synthetic data.
+beyond what the product allows, to show the true values of synthetic data, and the tamper
+scene edits a copy of the control database through :mod:`safesetting.insider`.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,18 +17,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-import audit
-from audit.merkle import extend_frontier
 from safesetting import administration as admin
-from safesetting.control import Control, init_home, open_control
-from safesetting.db import dispose_engines
+from safesetting.audit_log import AuditLog
+from safesetting.control import Control, close_connections, init_home, open_control
 from safesetting.demo import story
 from safesetting.demo.story import Step
 from safesetting.demo.truth import Truth, mask_upn, pupil_with_exclusion, true_rows
 from safesetting.errors import PolicyDeniedError, UsageError
 from safesetting.home import Home
+from safesetting.insider import tamper_copy
 from safesetting.results import CACHED, DENIED, QueryResult
 from safesetting.service import QueryService
 from safesetting.subject_access import subject_access
@@ -98,7 +95,7 @@ def prepare_home(out: Path, pupils: int, seed: int, notify: Notify) -> tuple[Dem
     home.ensure()
     (root / MARKER).write_text("Created by `safesetting demo`; cleared by the next run.\n")
     # This process may still hold pooled connections to the previous run's control database.
-    dispose_engines(home.db_url)
+    close_connections(home)
     for name in ("control.db", "control.db-wal", "control.db-shm", "policy.toml", "checkpoint.key"):
         (root / name).unlink(missing_ok=True)
     started = time.perf_counter()
@@ -128,6 +125,7 @@ class Player:
     def __init__(self, control: Control, run: DemoRun) -> None:
         self.control = control
         self.service = QueryService(control)
+        self.log = AuditLog.of_control(control)
         self.run = run
         self.tokens: dict[str, str] = {}
         self.query_ids: dict[str, list[str]] = {}
@@ -160,7 +158,7 @@ class Player:
                 f"Approved project {app.id} ({app.org_type}, {app.purpose}, "
                 f"budget ε = {app.budget_epsilon}): {app.title}",
             )
-        self.published = audit.latest_checkpoint(self.control.engine)
+        self.published = self.log.latest_checkpoint()
         path = self.run.out / "published-checkpoint.txt"
         path.write_text(self.published or "")
         notify("setup", f"Published the signed checkpoint of the audit log to {path}")
@@ -227,13 +225,12 @@ class Player:
     def _optout(self, step: Step) -> Outcome:
         self.optout_upn = pupil_with_exclusion(str(self.control.home.database), 2023)
         added = admin.add_optouts(self.control, [self.optout_upn])
-        with self.control.engine.connect() as conn:
-            entry = audit.read_entries(conn, action="optout.added", limit=1, newest_first=True)
+        entry = self.log.latest_entry("optout.added")
         detail = {
             "upn_masked": mask_upn(self.optout_upn),
             "added": added.added,
-            "audit_seq": entry[0].seq if entry else None,
-            "audit_request": dict(entry[0].request or {}) if entry else {},
+            "audit_seq": entry["seq"] if entry else None,
+            "audit_request": dict(entry.get("request") or {}) if entry else {},
         }
         status = story.RECORDED if added.added == 1 else "not recorded"
         return self._judge(step, status, [], detail=detail)
@@ -257,29 +254,13 @@ class Player:
         return outcome
 
     def _verify(self, step: Step) -> Outcome:
-        key = self.control.signing_key
-        result = audit.verify_log(self.control.engine, self.published, str(key.verifier))
+        result = self.log.check(self.published)  # with the key in force
         status = story.VERIFIED if result.ok else "failed"
         return self._judge(step, status, [], detail={"verify": result.to_json()})
 
     def _tamper(self, step: Step) -> Outcome:
         copy = self.run.out / "tampered-control.db"
-        copy.unlink(missing_ok=True)
-        src = sqlite3.connect(self.control.home.control_db)
-        dst = sqlite3.connect(copy)
-        try:
-            src.backup(dst)  # a consistent copy, WAL included
-        finally:
-            src.close()
-            dst.close()
-        target = self.query_ids["release-gap"][0]
-        engine = sa.create_engine(f"sqlite:///{copy}")
-        try:
-            seq = tamper_epsilon(engine, target)
-            key = self.control.signing_key
-            result = audit.verify_log(engine, None, str(key.verifier))
-        finally:
-            engine.dispose()
+        seq, result = tamper_copy(self.control, copy, self.query_ids["release-gap"][0])
         caught = not result.ok and result.first_bad_seq == seq
         detail = {"copy": str(copy), "edited_seq": seq, "verify": result.to_json()}
         return self._judge(step, story.CAUGHT if caught else "missed", [], detail=detail)
@@ -296,55 +277,6 @@ class Player:
         codes = {r["code"] for r in reasons}
         ok = status == step.expect and set(step.codes) <= codes
         return Outcome(step, status, ok, reasons, results or [], list(truth or []), detail or {})
-
-
-def tamper_epsilon(engine: sa.Engine, query_id: str) -> int:
-    """In a COPY, do what a careful insider with the file could: drop the triggers, rewrite
-    the ``query.accepted`` entry of ``query_id`` to claim ε = 0.1, then recompute every leaf
-    hash, cached node, the head and its running ε totals so the log is self-consistent
-    again. Returns the seq. Only the signed checkpoints (and any published copy) can still
-    tell."""
-    with engine.begin() as conn:
-        triggers = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
-        for name in triggers.scalars().all():
-            conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
-        target = next(
-            (
-                e
-                for e in audit.read_entries(conn, action="query.accepted")
-                if (e.request or {}).get("query_id") == query_id
-            ),
-            None,
-        )
-        if target is None:
-            raise ValueError(f"no query.accepted entry for {query_id}")
-        edited = target.canonical.replace(
-            f'"epsilon_micro":{target.epsilon_micro}'.encode(), b'"epsilon_micro":100000'
-        )
-        conn.execute(
-            sa.text("UPDATE audit_entries SET canonical = :c WHERE seq = :s"),
-            {"c": edited, "s": target.seq},
-        )
-        conn.exec_driver_sql("DELETE FROM audit_nodes")
-        frontier: list[bytes] = []
-        rows = conn.execute(sa.text("SELECT seq, canonical FROM audit_entries ORDER BY seq"))
-        for n, (seq, canonical) in enumerate(rows.all()):
-            leaf = audit.leaf_hash(bytes(canonical))
-            conn.execute(
-                sa.text("UPDATE audit_entries SET leaf_hash = :h WHERE seq = :s"),
-                {"h": leaf, "s": seq},
-            )
-            for level, idx, h in extend_frontier(frontier, n, leaf):
-                conn.execute(
-                    sa.text("INSERT INTO audit_nodes VALUES (:l, :i, :h)"),
-                    {"l": level, "i": idx, "h": h},
-                )
-        conn.execute(
-            sa.text("UPDATE audit_head SET tree_size = :n, frontier = :f"),
-            {"n": n + 1, "f": b"".join(frontier)},
-        )
-        audit.store.rebuild_epsilon_totals(conn)
-    return target.seq
 
 
 def run_demo(

@@ -433,6 +433,29 @@ def test_the_server_publishes_every_key_and_follows_the_rotation(runner, home):
     run(runner, home, "audit", "verify", "--public-key", k0)
 
 
+def test_the_server_signs_with_the_rotated_key_when_a_proof_needs_a_new_checkpoint(runner, home):
+    """A server started before a rotation, asked to prove against a head nobody has signed
+    yet (an entry committed without its checkpoint), signs it with the key now in force,
+    not the one it started with."""
+    from safesetting.server import create_app
+    from tests.server.conftest import InProcessTransport
+
+    k0 = public_key(runner, home)
+    transport = InProcessTransport(create_app(Home.resolve(home)))
+    with httpx.Client(transport=transport, base_url="http://safesetting.test") as client:
+        k1 = run_json(runner, home, *ROTATE)["public_key"]
+        with engine(home).begin() as conn:  # appended, its checkpoint never signed
+            seq = audit.append_entry(conn, actor="admin:test", action="policy.changed").seq
+        assert int(client.get("/v1/audit/checkpoint").text.split("\n")[1]) == seq - 1
+        proof = client.get("/v1/audit/proof/consistency", params={"old": 1})
+        assert proof.status_code == 200, proof.text
+        assert proof.json()["new_size"] == seq
+        assert proof.json()["public_key"] == k1
+        assert opens(proof.json()["checkpoint"], k1)
+        assert not opens(proof.json()["checkpoint"], k0)
+    run(runner, home, "audit", "verify", "--public-key", k0)
+
+
 # --- the export, checked offline ----------------------------------------------------------
 
 # The README's verifier, extended to follow key rotations (proposed for the README: when it
