@@ -258,12 +258,17 @@ def read_data_version(path: str | os.PathLike[str]) -> DataVersion:
         raise FileNotFoundError(f"no database at {p}")
     con = duckdb.connect(str(p), read_only=True)
     try:
-        row = con.execute(
-            f"SELECT seed, pupils, first_year, last_year, generator_version, digest, rows, "
-            f"created_at FROM {METADATA_TABLE}"
-        ).fetchall()
+        return data_version_of(con)
     finally:
         con.close()
+
+
+def data_version_of(con: duckdb.DuckDBPyConnection) -> DataVersion:
+    """The data version recorded in the database ``con`` has open."""
+    row = con.execute(
+        f"SELECT seed, pupils, first_year, last_year, generator_version, digest, rows, "
+        f"created_at FROM {METADATA_TABLE}"
+    ).fetchall()
     if len(row) != 1:
         raise GenerationError("the database has no data version")
     seed, pupils, first, last, gen, digest, rows, created = row[0]

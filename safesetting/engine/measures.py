@@ -241,13 +241,18 @@ class Quantile(Measure):
         return [exp.func("list", ctx.bounded(agg))]
 
     def zero(self, part):  # noqa: ARG002
-        return []
+        return np.empty(0)
 
     def collect(self, part, value):  # noqa: ARG002
-        return [float(v) for v in value if v is not None]  # type: ignore[attr-defined]
+        """The group's values as a float array, NULL arguments left out (clamped values are
+        never NaN, so a NaN here is a NULL the plane passed as one)."""
+        if value is None:
+            return np.empty(0)
+        values = np.array(value, dtype=float)  # a copy OpenDP may read (not read-only)
+        return values[~np.isnan(values)]
 
     def combine(self, part, a, b):  # noqa: ARG002 - the values of both passes
-        return [*(a or []), *(b or [])]
+        return np.concatenate([self.collect(part, a), self.collect(part, b)])
 
     def sensitivity(self, agg, part, bound, n_groups):  # noqa: ARG002
         return bound
@@ -277,8 +282,8 @@ class Quantile(Measure):
         return Presented(list(noisy.values), [None] * n_groups, None, note)
 
     def truth(self, agg, parts):
-        values = parts.get("values") or []
-        if not values:
+        values = parts.get("values")
+        if values is None or len(values) == 0:  # type: ignore[arg-type]
             return None
         # QUANTILE_CONT's definition: linear interpolation between the closest ranks.
         return float(np.quantile(np.asarray(values, dtype=float), self.alpha(agg)))

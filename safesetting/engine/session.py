@@ -65,11 +65,11 @@ class DataInfo:
 @lru_cache(maxsize=8)
 def _data_info(path: str, mtime_ns: int) -> DataInfo:  # noqa: ARG001 - mtime keys the cache
     # Here, not at the top: synthetic.load brings the generator (and Faker) with it.
-    from synthetic.load import missing_constraints, read_data_version  # noqa: PLC0415
+    from synthetic.load import data_version_of, missing_constraints  # noqa: PLC0415
 
-    data_version = read_data_version(path)
-    con = duckdb.connect(path, read_only=True)
+    con = duckdb.connect(path, read_only=True)  # once: opening a national file costs
     try:
+        data_version = data_version_of(con)
         # The contribution bounds rely on the declared keys and checks: a file without one
         # of them is not served (a hand-made or damaged file, say). Once its snapshot is
         # published and checked, queries read only the snapshot, which was verified itself.

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 from hypothesis import strategies as st
 
 from safesetting.engine.bounds import contribution_bound
@@ -205,7 +206,13 @@ def run_engine(path: Path, plan: QueryPlan, compiled: CompiledQuery, optouts: li
 
 
 def vectors(path: Path, plan: QueryPlan, compiled: CompiledQuery, optouts: list[str]):
-    return gather(plan, compiled, run_engine(path, plan, compiled, optouts))
+    """Each part's vector as OpenDP is fed it; a quantile's group values (arrays) as sorted
+    lists, so that two runs compare as multisets."""
+    found = gather(plan, compiled, run_engine(path, plan, compiled, optouts))
+    return {
+        part: [sorted(v.tolist()) if isinstance(v, np.ndarray) else v for v in vector]
+        for part, vector in found.items()
+    }
 
 
 def movement(before: dict, after: dict, plan: QueryPlan, compiled: CompiledQuery) -> list:

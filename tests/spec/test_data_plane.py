@@ -9,6 +9,7 @@ import stat
 import threading
 
 import duckdb
+import numpy as np
 import pytest
 
 from safesetting.engine.compile import compile_plan
@@ -88,6 +89,45 @@ def test_answers_as_duckdb_over_the_source(plane, data):
     want = sorted(con.execute(RAW).fetchall())
     con.close()
     assert sorted(plane.run(compiled)) == want
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT region, MEDIAN(sessions_authorised), SUM(sessions_possible), COUNT(*) FROM absence "
+        "JOIN census USING (pupil_id, academic_year) GROUP BY region",
+        "SELECT QUANTILE_CONT(attainment8, 0.9), SUM(attainment8), AVG(attainment8) FROM ks4",
+        "SELECT academic_year, MEDIAN(attainment8) FROM ks4 WHERE academic_year > 2025 "
+        "GROUP BY academic_year",  # no rows: no group
+        "SELECT MEDIAN(attainment8) FROM ks4 WHERE academic_year > 2025",  # a NULL list
+    ],
+)
+def test_a_quantiles_values_come_as_arrays_and_the_rest_as_fetchall_gives_it(plane, sql):
+    """Lists are fetched through Arrow (one float array per group); every other column has
+    the value and type ``fetchall`` gives (a HUGEINT sum stays an int)."""
+    compiled = compile_plan(parse_query(sql), min_year=2010)
+    got = plane.run(compiled)
+    cur = plane.con.cursor()
+    for table in ("__optout", "__subject"):
+        cur.execute(f"CREATE TEMP TABLE {table} AS SELECT 1::BIGINT AS pupil_id WHERE false")
+    want = cur.execute(compiled.sql).fetchall()
+    cur.close()
+
+    def plain(row):  # a list's order is the engine's, not the data's: compare sorted
+        return tuple(
+            None if v is None
+            else sorted(None if x != x else x for x in v.tolist()) if isinstance(v, np.ndarray)
+            else sorted(v) if isinstance(v, list)
+            else v
+            for v in row
+        )  # fmt: skip
+
+    mine, theirs = sorted(map(plain, got), key=repr), sorted(map(plain, want), key=repr)
+    assert mine == theirs
+    assert [[type(v) for v in r] for r in mine] == [[type(v) for v in r] for r in theirs]
+    assert any(isinstance(v, np.ndarray) for r in got for v in r) or all(
+        v is None for r in got for v in r[-1:]
+    )
 
 
 def test_opt_outs_are_per_query_even_when_concurrent(plane, data, upns):

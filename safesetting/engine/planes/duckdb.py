@@ -25,8 +25,13 @@ import threading
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from safesetting.engine.compile import OPTOUT_TABLE, SUBJECT_TABLE, CompiledQuery
 from safesetting.engine.snapshot import SNAPSHOT_TABLES, DataUnavailableError
@@ -129,7 +134,7 @@ class DuckDBPlane:
                     "SELECT unnest(?::BIGINT[]) AS pupil_id",
                     [[int(i) for i in ids]],
                 )
-            return cur.execute(compiled.sql).fetchall()
+            return _fetch(cur.sql(compiled.sql))
         except duckdb.InterruptException:
             raise QueryTimeoutError(f"the query ran longer than {limit:g} s") from None
         except UNREADABLE as exc:
@@ -147,6 +152,33 @@ class DuckDBPlane:
 
     def close(self) -> None:
         self._release()
+
+
+def _fetch(result: duckdb.DuckDBPyRelation) -> list[tuple]:
+    """The result's rows as ``fetchall`` gives them, except that a list column (a
+    quantile's values: every value of a group, ~540,000 a year at national scale) comes as
+    one NumPy array per row through Arrow, about ten times faster than Python lists."""
+    types = [str(t) for t in result.types]
+    if not any(t.endswith("[]") for t in types):
+        return result.fetchall()
+    table = result.to_arrow_table()  # imports pyarrow, here only
+    columns = []
+    for kind, column in zip(types, table.columns, strict=True):
+        if kind.endswith("[]"):
+            columns.append(_arrays(column.combine_chunks()))
+        elif kind in ("HUGEINT", "UHUGEINT"):  # Arrow carries them as decimal128(38, 0)
+            columns.append([None if v is None else int(v) for v in column.to_pylist()])
+        else:
+            columns.append(column.to_pylist())
+    return list(zip(*columns, strict=True))
+
+
+def _arrays(column: pa.ListArray) -> list[np.ndarray | None]:
+    """Each row's list as a float array (NULL elements as NaN), or None for a NULL list."""
+    values = column.values.to_numpy(zero_copy_only=False).astype(float, copy=False)
+    offsets = column.offsets.to_numpy()
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    return [values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(column))]
 
 
 def _release(con: duckdb.DuckDBPyConnection, spill: Path) -> None:
