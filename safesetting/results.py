@@ -33,6 +33,9 @@ class QueryResult:
     notes: list[str] = field(default_factory=list)
     expected: list[dict[str, Any]] | None = None  # dry runs: per-aggregate expected error
     data_version: str | None = None
+    # Per column, "key" (a group key: public, exact) or "aggregate" (noisy, with its error);
+    # None for a refusal, and in results released before it was recorded.
+    column_kinds: list[str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -54,6 +57,7 @@ class QueryResult:
             "contribution_bound": self.contribution_bound,
             "notes": self.notes,
             "data_version": self.data_version,
+            "column_kinds": self.column_kinds,
         }
         if self.expected is not None:
             doc["expected"] = self.expected

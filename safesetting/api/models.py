@@ -92,6 +92,9 @@ class QueryResultBody(Documented):
     contribution_bound: int | None
     notes: list[str]
     data_version: str | None
+    column_kinds: list[str] | None = Field(
+        None, description='per column, "key" or "aggregate" (null for a refusal)'
+    )
     expected: list[dict[str, str | float | None]] | None = Field(
         None, description="dry runs only: per-aggregate mechanism and expected error"
     )

@@ -95,7 +95,7 @@ def handle_errors(f: F) -> F:
                 incident = uuid.uuid4().hex[:12]
                 _record(incident, exc)
             envelope, code, _status = envelope_for(exc, incident)
-            if kwargs.get("as_json"):
+            if kwargs.get("as_json") or kwargs.get("fmt") == "json":
                 print_json(envelope.to_json())
             click.echo(f"Error: {envelope.message}", err=True)
             for reason in envelope.reasons:

@@ -10,7 +10,7 @@ decided on the noisy count, never on the true one, which would be a side channel
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from safesetting.engine.mechanisms import round_up
@@ -49,6 +49,7 @@ class Released:
     suppressed: int
     bound: int
     notes: list[str]
+    kinds: list[str] = field(default_factory=list)  # per column: "key" or "aggregate"
 
 
 def present(plan: QueryPlan, measured: list[Noisy], min_cell_count: int, bound: int) -> Released:
@@ -75,7 +76,8 @@ def present(plan: QueryPlan, measured: list[Noisy], min_cell_count: int, bound: 
                          for kind, j in plan.output])  # fmt: skip
     if suppressed:
         notes.append(f"{suppressed} group(s) with a noisy count under {min_cell_count} suppressed")
-    return Released(plan.labels, rows, errs_out, suppressed, bound, notes)
+    kinds = ["key" if kind == "key" else "aggregate" for kind, _j in plan.output]
+    return Released(plan.labels, rows, errs_out, suppressed, bound, notes, kinds)
 
 
 def ratio(

@@ -6,6 +6,7 @@ identifier from the data appears in any output.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -240,3 +241,86 @@ def test_human_output_shows_values_with_error_bars(runner, home, token):
     assert result.exit_code == 0, result.output
     assert "±" in result.stdout
     assert "ε spent: 0.5" in result.stdout
+
+
+# -- input and output formats ------------------------------------------------------------------
+def invoke(runner, home, token, *args, stdin=None):
+    return runner.invoke(
+        cli, ["--home", str(home), "query", *args, "--project", "gaps"],
+        env={"SAFESETTING_TOKEN": token}, input=stdin, catch_exceptions=False,
+    )  # fmt: skip
+
+
+def test_sql_from_standard_input_or_a_file_is_the_same_question(runner, home, token, tmp_path):
+    first = invoke(runner, home, token, "-", "--epsilon", "0.5", "--json", stdin=FSM_GAP + "\n")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["status"] == "released"
+    sql = tmp_path / "gap.sql"
+    sql.write_text(FSM_GAP + ";\n")
+    again = invoke(runner, home, token, "--file", str(sql), "--epsilon", "0.5", "--json")
+    assert json.loads(again.stdout)["status"] == "cached"  # the same plan: no second charge
+    assert spent(runner, home, token) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "no SQL: give it as an argument, `-` for standard input, or --file FILE"),
+        (("SELECT COUNT(*) FROM census", "--file", "{sql}"), "not both"),
+        (("SELECT COUNT(*) FROM census", "--json", "--format", "csv"), "two formats"),
+        (("SELECT COUNT(*) FROM census", "--out", "{missing}/x.csv", "--format", "csv"),
+         "cannot write"),
+    ],
+)  # fmt: skip
+def test_input_and_output_mistakes_are_one_line_and_exit_2(
+    runner, home, token, tmp_path, args, message
+):
+    sql = tmp_path / "q.sql"
+    sql.write_text("SELECT COUNT(*) FROM census")
+    before = spent(runner, home, token)
+    filled = [a.format(sql=sql, missing=tmp_path / "no-such-folder") for a in args]
+    result = invoke(runner, home, token, *filled)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    if "--out" not in args:
+        assert spent(runner, home, token) == before  # nothing was asked
+
+
+def test_csv_puts_each_aggregates_error_beside_it(runner, home, token, tmp_path):
+    out = tmp_path / "gap.csv"
+    result = invoke(runner, home, token, FSM_GAP, "--epsilon", "0.5", "--format", "csv",
+                    "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    rows = list(csv.reader(out.read_text().splitlines()))
+    assert rows[0] == ["region", "ever_fsm_6", "pupils", "pupils_error", "rwm", "rwm_error"]
+    assert len(rows) == 19  # every group of the public domain
+    body = json.loads(invoke(runner, home, token, FSM_GAP, "--epsilon", "0.5", "--json").stdout)
+    assert body["column_kinds"] == ["key", "key", "aggregate", "aggregate"]
+    for line, row, errors in zip(rows[1:], body["rows"], body["error"], strict=True):
+        assert line[0] == row[0]
+        assert float(line[2]) == row[2]
+        assert float(line[3]) == errors[2]
+    tsv = invoke(runner, home, token, FSM_GAP, "--epsilon", "0.5", "--format", "tsv")
+    assert tsv.stdout.splitlines()[0].split("\t") == rows[0]
+
+
+def test_the_table_rounds_to_the_error_and_never_uses_scientific_notation(runner, home, token):
+    result = invoke(runner, home, token, "SELECT SUM(nc_year) AS years FROM census",
+                    "--epsilon", "0.5")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "e+" not in result.stdout
+    cell = next(line for line in result.stdout.splitlines() if "±" in line)
+    value, error = (part.strip(" │|") for part in cell.split("±"))
+    assert "," in value  # thousands separated
+    assert len(error.replace(",", "").strip("0").replace(".", "")) <= 2  # two figures
+
+
+def test_a_refusal_in_csv_writes_no_file_and_exits_3(runner, home, token, tmp_path):
+    out = tmp_path / "no.csv"
+    result = invoke(runner, home, token, "SELECT upn, COUNT(*) FROM pupils GROUP BY upn",
+                    "--format", "csv", "--out", str(out))  # fmt: skip
+    assert result.exit_code == 3
+    assert "direct_identifier" in result.stderr
+    assert not out.exists()

@@ -1,4 +1,5 @@
-"""The ``>>>`` examples in the demo, report, subject-access and transparency modules pass."""
+"""The ``>>>`` examples in the demo, report, subject-access, transparency and CLI table
+modules pass."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ MODULES = [
     "safesetting.demo.truth",
     "safesetting.subject_access",
     "safesetting.transparency",
+    "safesetting.cli.tables",
 ]
 
 
