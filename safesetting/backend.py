@@ -22,6 +22,10 @@ class Backend(Protocol):
 
     def budget(self, project: str) -> dict[str, Any]: ...
 
+    def projects(self) -> list[dict[str, Any]]: ...
+
+    def queries(self, project: str | None, limit: int) -> list[dict[str, Any]]: ...
+
 
 class LocalBackend:
     """Runs the service in-process on the home (whoever runs this can read the home)."""
@@ -59,6 +63,26 @@ class LocalBackend:
         check_id("project", project)  # before anything is written about it
         caller = login(control, self.token, project=project)
         return budget_summary(control, project, caller).to_json()
+
+    def projects(self) -> list[dict[str, Any]]:
+        from safesetting import history
+
+        control, caller = self._caller()
+        return history.projects(control, caller)
+
+    def queries(self, project: str | None, limit: int) -> list[dict[str, Any]]:
+        from safesetting import history
+
+        control, caller = self._caller()
+        return history.queries(control, caller, project=project, limit=limit)
+
+    def _caller(self):  # noqa: ANN202 - (Control, Caller), imported lazily
+        self.home.require()
+        from safesetting.caller import login
+        from safesetting.control import open_control
+
+        control = open_control(self.home, actor="service")
+        return control, login(control, self.token)
 
 
 def backend_for(home: Home, token: str | None) -> Backend:

@@ -150,6 +150,17 @@ class HttpBackend:
         body: dict[str, Any] = self._json("GET", f"/v1/projects/{quote(project, safe='')}/budget")
         return body
 
+    def projects(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._json("GET", "/v1/projects")["projects"]
+        return found
+
+    def queries(self, project: str | None, limit: int) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if project is not None:
+            params["project"] = project
+        found: list[dict[str, Any]] = self._json("GET", "/v1/queries", params=params)["queries"]
+        return found
+
     # -- audit reads -------------------------------------------------------------------------
     def checkpoint(self) -> str:
         response = self._send("GET", "/v1/audit/checkpoint")

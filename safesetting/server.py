@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from safesetting import __version__
+from safesetting import __version__, history
 from safesetting.api.errors import EXCEPTION_HANDLERS, BadRequestError, EnvelopeRoute, refusal
 from safesetting.api.headers import SecurityHeadersMiddleware
 from safesetting.api.lifeline import follow_supervisor
@@ -40,6 +40,9 @@ from safesetting.api.models import (
     EntryFilter,
     ErrorBody,
     InclusionParams,
+    ProjectsBody,
+    QueriesBody,
+    QueriesFilter,
     QueryRequest,
     QueryResultBody,
 )
@@ -211,6 +214,35 @@ def submit_query(
     if result.status == DENIED:
         return refusal(result, is_budget_denial(result))
     return JSONResponse(result.to_json())
+
+
+@router.get(
+    "/v1/queries",
+    tags=["queries"],
+    summary="My queries, newest first",
+    responses={200: {"model": QueriesBody, "description": "The caller's queries"}},
+)
+def get_queries(
+    filters: Annotated[QueriesFilter, Query()], app: State, caller: Authenticated
+) -> dict[str, Any]:
+    """The caller's own queries (every researcher's for auditors and admins): id, project,
+    status, ε, when asked and answered, and the answer's columns; never the SQL."""
+    return {
+        "queries": history.queries(
+            app.control, caller, project=filters.project, limit=filters.limit
+        )
+    }
+
+
+@router.get(
+    "/v1/projects",
+    tags=["queries"],
+    summary="My projects",
+    responses={200: {"model": ProjectsBody, "description": "The caller's projects"}},
+)
+def get_projects(app: State, caller: Authenticated) -> dict[str, Any]:
+    """The caller's projects with their budgets (every project for auditors and admins)."""
+    return {"projects": history.projects(app.control, caller)}
 
 
 @router.get(

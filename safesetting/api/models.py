@@ -54,6 +54,14 @@ class ConsistencyParams(Strict):
     new: Annotated[int, Field(ge=0, le=MAX_SEQ)] | None = None
 
 
+class QueriesFilter(Strict):
+    """``GET /v1/queries``: the caller's queries, newest first (query parameters)."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    project: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1_000)] = 100
+
+
 # --- response shapes (documentation for /openapi.json; the bodies come from to_json()) ----
 # extra="forbid" so that the contract tests, which validate real bodies against these,
 # notice when a body and its documentation drift apart.
@@ -116,3 +124,39 @@ class BudgetBody(Documented):
     budget_remaining: float
     dataset_epsilon_spent: float
     dataset_epsilon_cap: float
+
+
+class ProjectBody(Documented):
+    project: str
+    title: str
+    purpose: str
+    org_type: str
+    tables: list[str]
+    status: str
+    expires: str
+    budget_epsilon: float
+    epsilon_spent: float
+    budget_remaining: float
+
+
+class ProjectsBody(Documented):
+    """``GET /v1/projects``: the caller's projects (every project for auditors, admins)."""
+
+    projects: list[ProjectBody]
+
+
+class QueryListItem(Documented):
+    query_id: str
+    researcher: str
+    project: str
+    status: str = Field(description="accepted, released or failed")
+    epsilon: float
+    asked_at: str
+    released_at: str | None
+    columns: list[str]
+
+
+class QueriesBody(Documented):
+    """``GET /v1/queries``: the caller's queries (every one for auditors, admins)."""
+
+    queries: list[QueryListItem]

@@ -46,6 +46,14 @@ GROUPS: dict[str, Entry] = {
         "safesetting.cli.budget:budget",
         "Show a project's privacy budget: spent, remaining, and the dataset-wide total.",
     ),
+    "projects": Entry(
+        "safesetting.cli.history:projects",
+        "List my projects with their budgets (auditors and admins: every project).",
+    ),
+    "queries": Entry(
+        "safesetting.cli.history:queries",
+        "My past queries: list them, and show a released answer again at no cost.",
+    ),
     "audit": Entry(
         "safesetting.cli.audit:audit_group",
         "The append-only, tamper-evident log of every access and admin change.",

@@ -180,10 +180,13 @@ def render(result: QueryResult, to: Path | None = None) -> None:
             if result.status == "cached"
             else f"{result.epsilon_spent:g}"
         )
-        console.print(
-            f"ε spent: {spent} · budget left: {result.budget_remaining:g} · audit entry "
-            f"{result.audit_seq} · each pupil counted at most {result.contribution_bound} time(s)"
-        )
+        facts = [f"ε spent: {spent}"]
+        if result.budget_remaining is not None:
+            facts.append(f"budget left: {result.budget_remaining:g}")
+        if result.audit_seq is not None:
+            facts.append(f"audit entry {result.audit_seq}")
+        facts.append(f"each pupil counted at most {result.contribution_bound} time(s)")
+        console.print(" · ".join(facts))
         for note in result.notes:
             console.print(f"[dim]{note}[/dim]")
     if to is not None:

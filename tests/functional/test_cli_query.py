@@ -324,3 +324,27 @@ def test_a_refusal_in_csv_writes_no_file_and_exits_3(runner, home, token, tmp_pa
     assert result.exit_code == 3
     assert "direct_identifier" in result.stderr
     assert not out.exists()
+
+
+# -- history -------------------------------------------------------------------------------------
+def test_projects_and_queries_list_and_show(runner, home, token):
+    released = query(runner, home, token, FSM_GAP, "--epsilon", "0.5")
+    query(runner, home, token, "SELECT upn, COUNT(*) FROM pupils GROUP BY upn", code=3)
+    env = {"SAFESETTING_TOKEN": token}
+    mine = run_json(runner, home, "projects", env=env)["projects"]
+    assert [(p["project"], p["epsilon_spent"], p["budget_remaining"]) for p in mine] == [
+        ("gaps", 0.5, 1.5)
+    ]
+    listed = run_json(runner, home, "queries", "list", env=env)["queries"]
+    assert [(q["query_id"], q["status"], q["epsilon"]) for q in listed] == [
+        (released["query_id"], "released", 0.5)  # a refusal is never a query: not listed
+    ]
+    assert listed[0]["columns"] == ["region", "ever_fsm_6", "pupils", "rwm"]
+    again = run_json(runner, home, "queries", "show", released["query_id"], env=env)
+    assert again["rows"] == released["rows"]
+    assert spent(runner, home, token) == 0.5  # showing it again is free
+    text = run(runner, home, "queries", "list", env=env).output
+    assert released["query_id"] in text
+    assert "FROM" not in text  # the SQL is never kept
+    shown_again = run(runner, home, "queries", "show", released["query_id"], env=env).output
+    assert "±" in shown_again

@@ -11,7 +11,13 @@ import anyio.to_thread
 import pytest
 
 import audit
-from safesetting.api.models import BudgetBody, ErrorBody, QueryResultBody
+from safesetting.api.models import (
+    BudgetBody,
+    ErrorBody,
+    ProjectsBody,
+    QueriesBody,
+    QueryResultBody,
+)
 from safesetting.errors import ErrorEnvelope
 from safesetting.server import REQUEST_THREADS, create_app
 from tests.server.conftest import SQL
@@ -198,6 +204,33 @@ def test_budget(client, setting):
     }
 
 
+def test_my_projects_and_my_queries(client, setting):
+    """Each researcher sees their own projects and queries only; auditors see all."""
+    released = query(client, setting, epsilon="0.3").json()
+    query(client, setting, who="bob", sql=SQL).json()  # bob is not on gaps: refused
+    r = client.get("/v1/projects", headers=setting.headers("ada"))
+    assert r.status_code == 200
+    ProjectsBody.model_validate(r.json())
+    assert [(p["project"], p["epsilon_spent"], p["budget_remaining"])
+            for p in r.json()["projects"]] == [("gaps", 0.3, 0.7)]  # fmt: skip
+    mine = client.get("/v1/queries", headers=setting.headers("ada")).json()
+    QueriesBody.model_validate(mine)
+    assert [(q["query_id"], q["project"], q["status"], q["epsilon"], q["columns"])
+            for q in mine["queries"]] == [
+        (released["query_id"], "gaps", "released", 0.3, released["columns"])
+    ]  # fmt: skip
+    assert client.get("/v1/queries", headers=setting.headers("bob")).json() == {"queries": []}
+    assert client.get("/v1/queries?project=other",
+                      headers=setting.headers("ada")).json() == {"queries": []}  # fmt: skip
+    everyone = client.get("/v1/projects", headers=setting.headers("aud")).json()["projects"]
+    assert sorted(p["project"] for p in everyone) == ["gaps", "other"]
+    audited = client.get("/v1/queries?limit=5", headers=setting.headers("aud")).json()
+    assert [q["researcher"] for q in audited["queries"]] == ["ada"]
+    bad = client.get("/v1/queries?limit=0", headers=setting.headers("ada"))
+    assert bad.status_code == 422
+    assert client.get("/v1/projects").status_code == 401
+
+
 def test_catalogue_is_metadata(client):
     r = client.get("/v1/catalogue")
     assert r.status_code == 200
@@ -279,6 +312,7 @@ def test_openapi_documents_every_endpoint(client):
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
     for path in ("/v1/queries", "/v1/queries/{query_id}", "/v1/projects/{project_id}/budget",
+                 "/v1/projects",
                  "/v1/catalogue", "/v1/audit/entries", "/v1/audit/checkpoint",
                  "/v1/audit/proof/inclusion", "/v1/audit/proof/consistency",
                  "/v1/transparency", "/"):  # fmt: skip

@@ -71,6 +71,12 @@ def test_cli_over_http_matches_local_mode(runner, setting, tmp_path):
                                       env=none, code=3).stdout)  # fmt: skip
         assert envelope["error"]["kind"] == "unauthenticated"
 
+        # History: the same projects and queries in both modes.
+        for args in (["projects"], ["queries", "list", "--project", "gaps"]):
+            over_http = json.loads(cli_run(runner, nohome, *args, "--json", env=ada).stdout)
+            here = json.loads(cli_run(runner, home, *args, "--json", env=local_ada).stdout)
+            assert over_http == here
+            assert next(iter(here.values()))  # not empty
         # Budget: same JSON and the same text in both modes.
         for extra in (["--json"], []):
             over_http = cli_run(runner, nohome, "budget", "--project", "gaps", *extra, env=ada)
