@@ -138,3 +138,80 @@ COUNTRIES_OF_BIRTH: tuple[str, ...] = NATIONALITIES
 # Academic years a dataset may contain; the public domain of academic_year.
 FIRST_YEAR, LAST_YEAR = 2006, 2025
 ACADEMIC_YEARS: tuple[int, ...] = tuple(range(FIRST_YEAR, LAST_YEAR + 1))
+
+# What each code means, as DfE's guides describe it (public reference data): the catalogue
+# shows these beside the codes. A code list not here is self-describing.
+_SEN_PROVISION_LABELS = {
+    "N": "No special educational need", "K": "SEN support",
+    "E": "Education, health and care plan",
+}  # fmt: skip
+_SEN_NEED_LABELS = {
+    "SPLD": "Specific learning difficulty", "MLD": "Moderate learning difficulty",
+    "SLD": "Severe learning difficulty", "PMLD": "Profound and multiple learning difficulty",
+    "SEMH": "Social, emotional and mental health",
+    "SLCN": "Speech, language and communication needs", "HI": "Hearing impairment",
+    "VI": "Vision impairment", "MSI": "Multi-sensory impairment", "PD": "Physical disability",
+    "ASD": "Autistic spectrum disorder", "OTH": "Other difficulty or disability",
+    "NSA": "SEN support but no specialist assessment of type of need",
+}  # fmt: skip
+_WRITING_TA_LABELS = {
+    "GDS": "Working at greater depth within the expected standard",
+    "EXS": "Working at the expected standard", "WTS": "Working towards the expected standard",
+    "PKF": "Pre-key stage: foundations for the expected standard",
+    "BLW": "Below the pre-key stage standards",
+}  # fmt: skip
+_EXCLUSION_REASON_LABELS = {
+    "PP": "Physical assault against a pupil", "PA": "Physical assault against an adult",
+    "VP": "Verbal abuse or threatening behaviour against a pupil",
+    "VA": "Verbal abuse or threatening behaviour against an adult", "BU": "Bullying",
+    "RA": "Racist abuse", "LG": "Abuse against sexual orientation or gender identity",
+    "DS": "Abuse relating to disability", "SM": "Sexual misconduct",
+    "DA": "Drug and alcohol related", "DM": "Damage", "TH": "Theft",
+    "PD": "Persistent disruptive behaviour",
+    "MT": "Inappropriate use of social media or online technology",
+    "WT": "Wilful and repeated transgression of protective measures", "OT": "Other",
+}  # fmt: skip
+_ETHNICITY_MINOR_LABELS = {
+    "WBRI": "White - British", "WIRI": "White - Irish",
+    "WIRT": "Traveller of Irish heritage", "WOTH": "Any other White background",
+    "WROM": "Gypsy / Roma", "MWBC": "White and Black Caribbean",
+    "MWBA": "White and Black African", "MWAS": "White and Asian",
+    "MOTH": "Any other mixed background", "AIND": "Indian", "APKN": "Pakistani",
+    "ABAN": "Bangladeshi", "AOTH": "Any other Asian background", "BCRB": "Black Caribbean",
+    "BAFR": "Black - African", "BOTH": "Any other Black background", "CHNE": "Chinese",
+    "OOTH": "Any other ethnic group", "REFU": "Refused", "NOBT": "Information not yet obtained",
+}  # fmt: skip
+_ETHNICITY_MAJOR_LABELS = {
+    "WHIT": "White", "MIXD": "Mixed / multiple ethnic groups", "ASIA": "Asian or Asian British",
+    "BLAC": "Black, African, Caribbean or Black British", "CHNE": "Chinese",
+    "AOEG": "Any other ethnic group", "UNCL": "Unclassified",
+}  # fmt: skip
+_LANGUAGE_LABELS = {"ENG": "English", "OTH": "Other than English", "UNC": "Unclassified"}
+_SEX_LABELS = {"F": "Female", "M": "Male"}
+_NC_YEAR_LABELS = {0: "Reception", **{y: f"Year {y}" for y in range(1, 12)}}
+_NATIONALITY_LABELS = {
+    "GBR": "United Kingdom", "POL": "Poland", "ROU": "Romania", "IND": "India",
+    "PAK": "Pakistan", "NGA": "Nigeria", "LTU": "Lithuania", "IRL": "Ireland", "ITA": "Italy",
+    "PRT": "Portugal", "BGR": "Bulgaria", "ESP": "Spain", "SOM": "Somalia",
+    "BGD": "Bangladesh", "FRA": "France", "DEU": "Germany", "CHN": "China",
+    "USA": "United States", "OTH": "Other", "NOT": "Not known or refused",
+}  # fmt: skip
+_LABELS: dict[tuple[object, ...], dict[object, str]] = {
+    SEN_PROVISION: _SEN_PROVISION_LABELS, SEN_PRIMARY_NEED: _SEN_NEED_LABELS,
+    WRITING_TA: _WRITING_TA_LABELS, EXCLUSION_REASONS: _EXCLUSION_REASON_LABELS,
+    ETHNICITY_MINOR: _ETHNICITY_MINOR_LABELS, ETHNICITY_MAJOR: _ETHNICITY_MAJOR_LABELS,
+    LANGUAGE_GROUPS: _LANGUAGE_LABELS, SEX: _SEX_LABELS, NC_YEARS: _NC_YEAR_LABELS,
+    NATIONALITIES: _NATIONALITY_LABELS,
+    LA_CODES: {code: name for code, (name, _region) in LOCAL_AUTHORITIES.items()},
+}  # fmt: skip
+
+
+def labels(domain: tuple[object, ...] | None) -> dict[object, str] | None:
+    """What each value of a code list means, or None for a self-describing list.
+
+    >>> labels(SEN_PROVISION)["E"]
+    'Education, health and care plan'
+    >>> labels(PHASES) is None
+    True
+    """
+    return _LABELS.get(domain) if domain is not None else None

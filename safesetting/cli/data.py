@@ -141,10 +141,16 @@ def generate(ctx: Context, pupils: str, seed: str, years: str, force: bool, as_j
 
 
 @data.command()
+@click.option("--full", is_flag=True, help="List every value of every domain, with its label.")
 @json_option
 @handle_errors
-def catalogue(as_json: bool) -> None:
-    """List tables, columns, classes, public domains and bounds: metadata, never data."""
+def catalogue(full: bool, as_json: bool) -> None:
+    """List tables, columns, classes, public domains and bounds: metadata, never data.
+
+    Each code is shown with what it means (DfE's descriptions), each column with its NPD
+    field name and description; --json has all of it (``labels``: code → meaning).
+    """
+    from rich.markup import escape
     from rich.table import Table
 
     from safesetting.cli.common import console
@@ -165,9 +171,15 @@ def catalogue(as_json: bool) -> None:
             title=f"{t['name']} ({kind}): {t['description'].rstrip('.')}{per_pupil}",
             title_justify="left",
         )
-        for heading in ("column", "type", "class", "domain", "bounds"):
-            table.add_column(heading)
+        table.add_column("column (NPD field: description)", ratio=3)
+        for heading in ("type", "class"):
+            table.add_column(heading, no_wrap=True)
+        table.add_column("domain", ratio=3)
+        table.add_column("bounds", no_wrap=True)
         for c in t["columns"]:
             bounds = f"{c['bounds'][0]:g} .. {c['bounds'][1]:g}" if c["bounds"] else ""
-            table.add_row(c["name"], c["type"], c["class"], catalogue_lib.domain_summary(c), bounds)
+            about = f"{c['npd_field']}: {c['description']}" if c["npd_field"] else c["description"]
+            table.add_row(f"[bold]{c['name']}[/bold]\n[dim]{escape(about)}[/dim]", c["type"],
+                          c["class"], escape(catalogue_lib.domain_summary(c, full=full)),
+                          bounds)  # fmt: skip
         console.print(table)

@@ -192,3 +192,22 @@ def test_catalogue_human_listing(runner, tmp_path):
     assert result.exit_code == 0
     for word in ("census", "sen_provision", "special_category", "80 .. 120", "153 values"):
         assert word in result.stdout
+
+
+def test_every_code_comes_with_what_it_means_and_full_lists_them_all(runner, tmp_path):
+    """Labels for every code of every labelled list, in --json and --full alike."""
+    out = json.loads(invoke(runner, tmp_path, "catalogue", "--json").stdout)
+    census = {c["name"]: c for t in out["tables"] if t["name"] == "census" for c in t["columns"]}
+    for name in ("sen_provision", "sen_primary_need", "ethnicity_minor", "ethnicity_major",
+                 "language_group", "nc_year", "la_code", "nationality"):  # fmt: skip
+        col = census[name]
+        assert set(col["labels"]) == {str(v) for v in col["domain"]}, name
+        assert all(col["labels"].values()), name
+    assert census["sen_provision"]["labels"]["E"] == "Education, health and care plan"
+    assert census["phase"]["labels"] is None  # self-describing
+    full = invoke(runner, tmp_path, "catalogue", "--full").stdout
+    assert "Westmorland and Furness" in full  # the 153rd LA, listed with its name
+    assert "Persistent disruptive behaviour" in full
+    short = invoke(runner, tmp_path, "catalogue").stdout
+    assert "--full lists them" in short
+    assert "SEN support" in short
