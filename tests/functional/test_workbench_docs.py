@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from tests.server.conftest import FUTURE, start_server, stop_server
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "WORKBENCH.md"
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+R_BLOCK = re.compile(r"```r\n(.*?)```", re.DOTALL)
 
 
 def blocks() -> list[str]:
@@ -67,3 +70,26 @@ def test_the_workbench_walkthrough_runs(trend_home, monkeypatch, tmp_path, mode)
     finally:
         if served is not None:
             stop_server(served)
+
+
+def test_the_r_example_runs_against_a_live_server(trend_home, tmp_path):
+    """The R block, with Rscript (Debian's r-base-core, r-cran-httr2, r-cran-jsonlite;
+    `.ci/run` installs them): a released answer with errors, for the five years."""
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Rscript is missing: .ci/run installs r-base-core and r-cran-httr2")
+        pytest.skip("Rscript is not installed (apt-get install r-base-core r-cran-httr2)")
+    (code,) = R_BLOCK.findall(DOC.read_text())
+    script = tmp_path / "trend.R"
+    script.write_text(code)
+    home, token = trend_home
+    served = start_server(home, log=tmp_path / "serve.log")
+    try:
+        env = {**os.environ, "SAFESETTING_URL": served.url, "SAFESETTING_TOKEN": token}
+        done = subprocess.run([rscript, str(script)], env=env, capture_output=True, text=True,
+                              timeout=120, check=False)  # fmt: skip
+    finally:
+        stop_server(served)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pupils_error" in done.stdout
