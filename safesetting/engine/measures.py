@@ -177,9 +177,16 @@ class Sum(Measure):
         return bound * max(1, math.ceil(per_row))
 
     def present(self, noisy, n_groups):
+        """The noisy sums, clamped to the sign their bounds imply (a sum of values that are
+        never negative is never negative: post-processing, it costs no privacy)."""
         agg = noisy.agg
         half = round_up(noisy.half * agg.resolution)  # type: ignore[operator]
-        return Presented([unit_value(v, agg.resolution) for v in noisy.values], [half] * n_groups)
+        low = 0 if agg.lower >= 0 else None  # type: ignore[operator]
+        high = 0 if agg.upper <= 0 else None  # type: ignore[operator]
+        values = [
+            _within(unit_value(v, agg.resolution), low, high) for v in noisy.values
+        ]  # fmt: skip
+        return Presented(values, [half] * n_groups)
 
     def truth(self, agg, parts):
         return (parts.get("value") or 0) * agg.resolution  # type: ignore[operator]
@@ -294,6 +301,19 @@ class Quantile(Measure):
         if agg.quantile is None:
             raise ValueError(f"{agg.label} is not a quantile")
         return agg.quantile
+
+
+def _within(value: float | int, low: int | None, high: int | None) -> float | int:
+    """``value`` clamped to ``[low, high]`` where given (its type kept).
+
+    >>> _within(-3915, 0, None), _within(12.5, 0, None), _within(4, None, 0)
+    (0, 12.5, 0)
+    """
+    if low is not None and value < low:
+        return type(value)(low)
+    if high is not None and value > high:
+        return type(value)(high)
+    return value
 
 
 def units(value: exp.Expression, resolution: float) -> exp.Expression:

@@ -330,3 +330,15 @@ def test_gather_reads_every_row_past_a_dropped_one():
 
 def cands_of(agg):
     return mech.candidates(agg.lower, agg.upper, agg.resolution)
+
+
+def test_a_sum_of_values_never_negative_is_never_released_negative():
+    """Post-processing: the noisy sum is clamped to the sign its bounds imply."""
+    from safesetting.engine.output import Noisy
+
+    agg = parse_query("SELECT academic_year, SUM(sessions_possible) FROM absence GROUP BY 1")
+    total = agg.aggregates[0]
+    assert total.lower >= 0
+    shown = total.measure.present(Noisy(total, [-3915, 120], 10800.0), 2)
+    assert shown.values == [0, 120]
+    assert shown.errors == [10800, 10800]
