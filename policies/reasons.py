@@ -216,6 +216,8 @@ _VARIANTS: Final[dict[str, str]] = {
     "QUANTILE_CONT",
     "unsupported_expression.aggregate_arithmetic": "arithmetic on aggregates is not supported; "
     "compute it from the released table",
+    "unsupported_expression.filter": "FILTER (WHERE ...) on an aggregate is not supported: count "
+    "with SUM(CASE WHEN ... THEN 1 ELSE 0 END), or move the condition to WHERE",
     "unsupported_expression.number": "expected a number",
     "unsupported_expression.unbounded": "{sql} has no bounds the catalogue can vouch for",
     "unsupported_expression.cast": "cannot cast to {type}: cast to INTEGER (or another "

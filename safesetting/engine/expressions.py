@@ -87,6 +87,9 @@ def aggregate(p: _Parser, node: exp.Expression, alias: str | None, n: int) -> Ag
     if isinstance(node, exp.AggFunc):
         p.refuse("unsupported_aggregate.other", name=node.key.upper())
         raise Refused
+    if isinstance(node, exp.Filter):
+        p.refuse("unsupported_expression.filter")
+        raise Refused
     if any(isinstance(x, exp.AggFunc) for x in node.walk()):
         p.refuse("unsupported_expression.aggregate_arithmetic")
     else:

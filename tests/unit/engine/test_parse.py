@@ -167,6 +167,14 @@ def test_same_meaning_same_normalised_text():
     assert a.digest() != plan("SELECT region, COUNT(*) FROM census GROUP BY region").digest()
 
 
+def test_an_aggregate_filter_is_refused_with_what_to_write_instead():
+    refusal = parse_query("SELECT COUNT(*) FILTER (WHERE fsm_eligible) FROM census")
+    (reason,) = refusal.reasons
+    assert reason.code == "unsupported_expression"
+    assert "SUM(CASE WHEN" in reason.message
+    assert "arithmetic" not in reason.message
+
+
 def test_too_many_cells_is_refused():
     assert "too_many_cells" in codes(
         "SELECT la_code, ethnicity_minor, nc_year, COUNT(*) FROM census"
