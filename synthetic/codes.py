@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 REGIONS: dict[str, str] = {
     "E12000001": "North East",
     "E12000002": "North West",
@@ -196,7 +199,7 @@ _NATIONALITY_LABELS = {
     "BGD": "Bangladesh", "FRA": "France", "DEU": "Germany", "CHN": "China",
     "USA": "United States", "OTH": "Other", "NOT": "Not known or refused",
 }  # fmt: skip
-_LABELS: dict[tuple[object, ...], dict[object, str]] = {
+_LABELS: dict[tuple[object, ...], Mapping[Any, str]] = {
     SEN_PROVISION: _SEN_PROVISION_LABELS, SEN_PRIMARY_NEED: _SEN_NEED_LABELS,
     WRITING_TA: _WRITING_TA_LABELS, EXCLUSION_REASONS: _EXCLUSION_REASON_LABELS,
     ETHNICITY_MINOR: _ETHNICITY_MINOR_LABELS, ETHNICITY_MAJOR: _ETHNICITY_MAJOR_LABELS,
@@ -206,7 +209,7 @@ _LABELS: dict[tuple[object, ...], dict[object, str]] = {
 }  # fmt: skip
 
 
-def labels(domain: tuple[object, ...] | None) -> dict[object, str] | None:
+def labels(domain: tuple[object, ...] | None) -> Mapping[Any, str] | None:
     """What each value of a code list means, or None for a self-describing list.
 
     >>> labels(SEN_PROVISION)["E"]
